@@ -1,0 +1,128 @@
+"""The one builder: Spec rows -> nn.Module. Every registered model is this class."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .blocks import ConvAct, ConvBnAct, InvertedResidual
+from .specs import Spec, SpecError
+
+
+def feature_info(spec: Spec) -> list[dict]:
+    """Where each reduction level ends in ``features``: index into features, stride, channels.
+
+    Level i has stride 2**(i+1); the last row before the pool closes the deepest level, so
+    MoGA's stride-32 map is the 960-channel one (as timm reports for MobileNetV3).
+    """
+    info, stride, cin = [], 1, spec.in_chans
+    body = [r for r in spec.rows if r.op in ("conv", "ds", "ir")]
+    for i, r in enumerate(body):
+        nxt = body[i + 1] if i + 1 < len(body) else None
+        stride *= r.s
+        if nxt is None or nxt.s > 1:
+            info.append({"index": i, "stride": stride, "channels": r.c, "module": f"features.{i}"})
+    return info
+
+
+class SpecNet(nn.Module):
+    """A network built from spec rows.
+
+    ``features`` holds every row before the pool, so ``forward_features`` gives the final
+    feature map; ``forward_head`` pools and classifies. With ``features_only`` the module
+    returns the maps at the requested reduction levels (``out_indices`` into ``feature_info``).
+    """
+
+    def __init__(self, spec: Spec, *, num_classes: int | None = None, drop_rate: float | None = None,
+                 features_only: bool = False, out_indices: Sequence[int] = (1, 2, 3, 4),
+                 input_size: int = 224):
+        super().__init__()
+        if input_size % 32:
+            raise SpecError(f"input_size must be a multiple of 32 (the network's total stride), "
+                            f"got {input_size}; try {max(32, round(input_size / 32) * 32)}")
+        self.input_size = input_size
+        if num_classes is not None and num_classes != spec.num_classes:
+            spec = spec.with_classes(num_classes)
+        self.spec = spec
+        opts = spec.options
+        layers, cin = [], spec.in_chans
+        rows = iter(spec.rows)
+        for r in rows:
+            if r.op == "pool":
+                break
+            if r.op == "conv":
+                layers.append(ConvBnAct(cin, r.c, r.k, r.s, r.nl, opts))
+            else:
+                layers.append(InvertedResidual(r, cin, opts))
+            cin = r.c
+        self.feature_info = feature_info(spec)
+        self.features_only = features_only
+        if features_only:
+            levels = len(self.feature_info)
+            bad = [i for i in out_indices if not 0 <= i < levels]
+            if bad:
+                raise SpecError(f"out_indices {bad} out of range: {spec.name} has {levels} "
+                                f"reduction levels (strides {[f['stride'] for f in self.feature_info]})")
+            self.out_indices = tuple(out_indices)
+            self.feature_info = [self.feature_info[i] for i in self.out_indices]
+            last = max(f["index"] for f in self.feature_info)
+            self.features = nn.Sequential(*layers[:last + 1])
+            return
+        self.features = nn.Sequential(*layers)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        head = []
+        for r in rows:
+            if r.op == "conv_nbn":
+                head.append(ConvAct(cin, r.c, r.nl, opts.head_bias))
+                cin = r.c
+        self.head_convs = nn.Sequential(*head)
+        self.num_features = cin
+        self.drop_rate = opts.dropout if drop_rate is None else drop_rate
+        self.dropout = nn.Dropout(self.drop_rate)
+        self.num_classes = spec.num_classes
+        self.classifier = nn.Linear(cin, spec.num_classes)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def reset_classifier(self, num_classes: int):
+        """New classifier (e.g. for fine-tuning); 0 removes it and the model returns pre-logits."""
+        if num_classes > 0:
+            self.spec = self.spec.with_classes(num_classes)
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor):
+        # channels_last lets oneDNN run the early wide-map convs several times faster on CPU.
+        x = x.contiguous(memory_format=torch.channels_last)
+        if not self.features_only:
+            return self.features(x)
+        taps = {f["index"] for f in self.feature_info}
+        outs = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in taps:
+                outs.append(x)
+        return outs
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+        x = self.head_convs(self.global_pool(x)).flatten(1)
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def forward(self, x):
+        x = self.forward_features(x)
+        return x if self.features_only else self.forward_head(x)

@@ -1,0 +1,1 @@
+"""Thin command lines over the library: they parse, call one function, and print."""

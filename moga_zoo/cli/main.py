@@ -1,0 +1,81 @@
+"""``moga-zoo``: list, inspect and run models."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..registry import create_model, get_entry, list_models, resolve_model
+from ..sizes import count
+from ..summary import describe, format_table
+from .common import run
+
+
+def cmd_list(args) -> int:
+    rows = []
+    for name in list_models():
+        e = get_entry(name)
+        params, macs = count(e.spec)
+        rows.append({"name": name, "params": params, "macs": macs, "weights": sorted(e.cfg.weights),
+                     "paper_top1": e.cfg.paper.get("top1"), "description": e.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<20}{'params':>12}{'MACs':>14}  {'paper top-1':>11}  description")
+    for r in rows:
+        top1 = f"{r['paper_top1']:.1f}" if r["paper_top1"] else "-"
+        print(f"{r['name']:<20}{r['params']:>12,}{r['macs']:>14,}  {top1:>11}  {r['description']}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    entry = resolve_model(args.model)
+    spec = entry.spec.with_classes(args.num_classes) if args.num_classes else entry.spec
+    d = describe(spec, args.input_size)
+    d["pretrained_cfg"] = entry.cfg.to_dict()
+    print(json.dumps(d, indent=2) if args.json else format_table(d))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ..inference import default_image, predict
+
+    images = args.images or [default_image()]
+    model = create_model(args.model, weights=args.weights)
+    results = predict(model, images, topk=args.topk)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    if model.weights_info is None:
+        print("note: no --weights given, the model is randomly initialised", file=sys.stderr)
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {t['prob'] * 100:6.2f}%  {t['index']:>4}  {t['label']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moga-zoo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("list", help="registered models with sizes")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+    s = sub.add_parser("info", help="Table-2-style per-layer table of a model or spec file")
+    s.add_argument("model", help="registered name or spec .json file")
+    s.add_argument("--input-size", type=int, default=224)
+    s.add_argument("--num-classes", type=int)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_info)
+    s = sub.add_parser("predict", help="top-5 classes for images")
+    s.add_argument("images", nargs="*", help="image files (default: a photo shipped with matplotlib)")
+    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--weights", help="tag (e.g. imagenet), file, hf-hub:owner/repo or URL")
+    s.add_argument("--topk", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv=None) -> int:
+    return run(build_parser(), argv)

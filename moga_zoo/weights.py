@@ -1,0 +1,226 @@
+"""Weight sources (tag, file, hf-hub, URL), safe reading, layout adaptation and strict loading."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import tempfile
+import urllib.parse
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .adapters import detect_layout, remap
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found, fetched, read or fitted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WeightTag:
+    """A named weight set. ``source`` is ``package:<module>/<path>``, a URL, or None when the file
+    cannot be fetched (``how_to_get`` then explains how to obtain it)."""
+
+    tag: str
+    source: str | None
+    sha256: str | None = None
+    how_to_get: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MOGA_ZOO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moga_zoo"
+    return Path(root)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_sha(path: Path, expected: str | None, what: str):
+    if expected and sha256_file(path) != expected.lower():
+        raise WeightsError(f"{what}: sha256 mismatch (expected {expected}); the file is corrupt or "
+                           f"not the published one")
+
+
+# --- sources -----------------------------------------------------------------------------
+
+def _from_package(source: str, tag: WeightTag) -> Path:
+    module, _, rel = source[len("package:"):].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        dist = module.replace("_", "-")
+        raise WeightsError(f"weights '{tag.tag}' ship in the PyPI package '{dist}', which is not "
+                           f"installed: pip install {dist}")
+    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    if not path.is_file():
+        raise WeightsError(f"weights '{tag.tag}': {path} is missing from the installed package {module}")
+    return path
+
+
+def download(url: str, sha256: str | None = None, progress: bool = True) -> Path:
+    """Fetch ``url`` into the cache once. The file appears under its final name only when complete
+    and verified; a ``#sha256=<hex>`` fragment (pip's convention) is honoured."""
+    parsed = urllib.parse.urlparse(url)
+    m = re.match(r"sha256=([0-9a-fA-F]{64})$", parsed.fragment)
+    sha256 = sha256 or (m[1] if m else None)
+    name = Path(parsed.path).name or "weights"
+    sub = sha256[:16] if sha256 else hashlib.sha256(url.split("#")[0].encode()).hexdigest()[:16]
+    dest = cache_dir() / "downloads" / sub / name
+    if dest.is_file():
+        _check_sha(dest, sha256, f"cached {dest}")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url.split("#")[0], timeout=60) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            from tqdm import tqdm
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        got = os.path.getsize(tmp)
+        if total is not None and got != total:
+            raise WeightsError(f"download of {url} stopped at {got} of {total} bytes; run again")
+        _check_sha(Path(tmp), sha256, f"download of {url}")
+        os.replace(tmp, dest)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise WeightsError(f"cannot download {url}: {e}. Download it yourself and pass the "
+                               f"file's path as weights") from e
+        raise
+    return dest
+
+
+def _from_hf_hub(ref: str) -> Path:
+    repo, _, rev = ref.partition("@")
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    except ImportError:
+        raise WeightsError("hf-hub weights need huggingface_hub: pip install 'moga-zoo[hub]'") from None
+    errors = []
+    for filename in ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth"):
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo, filename, revision=rev or None))
+        except (EntryNotFoundError, LocalEntryNotFoundError) as e:
+            errors.append(f"{filename}: {type(e).__name__}")
+        except Exception as e:  # network, auth, bad repo id: nothing else to try
+            raise WeightsError(f"hf-hub:{ref}: {e}") from e
+    raise WeightsError(f"hf-hub:{ref}: none of the usual weight files was found in the repo or "
+                       f"the local cache ({'; '.join(errors)}). Offline, fetch it once online first")
+
+
+def resolve(weights: str | os.PathLike, tags: dict[str, WeightTag], model: str) -> tuple[Path, WeightTag | None]:
+    """Any weights argument -> a local file (plus the tag it came from, if any)."""
+    w = os.fspath(weights)
+    if w in tags:
+        tag = tags[w]
+        if tag.source is None:
+            raise WeightsError(f"{model} weights '{w}' cannot be downloaded. {tag.how_to_get}")
+        if tag.source.startswith("package:"):
+            path = _from_package(tag.source, tag)
+        else:
+            path = download(tag.source, tag.sha256)
+        _check_sha(path, tag.sha256, f"{model} weights '{w}' ({path})")
+        return path, tag
+    if w.startswith("hf-hub:"):
+        return _from_hf_hub(w[len("hf-hub:"):]), None
+    if re.match(r"https?://", w):
+        return download(w), None
+    path = Path(w).expanduser()
+    if path.is_file():
+        return path, None
+    known = ", ".join(sorted(tags)) or "none"
+    raise WeightsError(f"weights {w!r} for {model}: not a registered tag (known: {known}), not an "
+                       f"existing file, not hf-hub:owner/repo[@rev] and not an http(s) URL")
+
+
+# --- reading -----------------------------------------------------------------------------
+
+_WRAPPERS = ("model_state", "state_dict", "model", "model_ema", "ema")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from .safetensors, or torch files read with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    is_safetensors = path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{")
+    try:
+        if is_safetensors:
+            from safetensors.torch import load_file
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"cannot read weights from {path}: {type(e).__name__}: {e}. Expected a "
+                           f".safetensors file or a torch checkpoint of plain tensors") from e
+    for key in _WRAPPERS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} holds no state dict (looked at the top level and under "
+                           f"{', '.join(_WRAPPERS)})")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def fit_state_dict(model: torch.nn.Module, state_dict: dict) -> dict:
+    """Remap a foreign layout onto ``model`` and check every key and shape.
+
+    A classifier of another size is dropped with a warning (fine-tuning); anything else that does
+    not fit raises with the missing, unexpected and mis-shaped keys listed.
+    """
+    layout = detect_layout(state_dict)
+    sd = remap(state_dict, model.spec, layout)
+    own = model.state_dict()
+    if model.features_only:  # a backbone keeps what it has of a full checkpoint
+        n = len(model.features)
+        sd = {k: v for k, v in sd.items()
+              if k.startswith("features.") and int(k.split(".")[1]) < n}
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shaped = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    head = {k for k in own if k.startswith("classifier.")}
+    if shaped and set(shaped) <= head and not missing and not unexpected:
+        warnings.warn(f"checkpoint classifier has {sd['classifier.weight'].shape[0]} classes, the "
+                      f"model {model.num_classes}: classifier left at its initialisation")
+        for k in shaped:
+            sd[k] = own[k]
+        shaped = []
+    if missing or unexpected or shaped:
+        def lst(keys):
+            return ", ".join(keys[:12]) + (f" ... (+{len(keys) - 12} more)" if len(keys) > 12 else "")
+        lines = [f"checkpoint (layout {layout}) does not fit {model.spec.name}:"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): {lst(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): {lst(unexpected)}")
+        if shaped:
+            lines.append(f"  mis-shaped ({len(shaped)}): " + lst(
+                [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in shaped]))
+        raise WeightsError("\n".join(lines))
+    return sd
+
+
+def load_weights(model: torch.nn.Module, weights, tags: dict[str, WeightTag]) -> dict:
+    """Load into ``model``; returns provenance (source, sha256, layout, tag meta)."""
+    path, tag = resolve(weights, tags, model.spec.name)
+    raw = read_state_dict(path)
+    model.load_state_dict(fit_state_dict(model, raw))
+    return {"weights": os.fspath(weights), "file": str(path), "sha256": sha256_file(path),
+            "layout": detect_layout(raw), "meta": dict(tag.meta) if tag else {}}
