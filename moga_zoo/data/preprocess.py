@@ -14,11 +14,13 @@ _INTERP = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Imag
 
 
 def decode(source) -> Image.Image:
-    """Open a file path or file object as RGB.
+    """Open a file path or file object (or take a PIL image) as RGB.
 
     Pillow sniffs the real format, so PNG bytes behind a .JPEG name decode; grayscale, CMYK and
     palette images are converted. ``load()`` forces the full decode so truncated files fail here.
     """
+    if isinstance(source, Image.Image):
+        return source if source.mode == "RGB" else source.convert("RGB")
     with Image.open(source) as im:
         im.load()
         return im.convert("RGB") if im.mode != "RGB" else im.copy()

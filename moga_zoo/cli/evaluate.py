@@ -1,0 +1,61 @@
+"""``moga-eval``: top-1/top-5 of a model or an exported file on ImageNet, CIFAR-10 or class folders."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..evaluate import BadImagesError, evaluate_source
+from ..runners import BACKENDS
+from .common import run
+
+
+def cmd(args) -> int:
+    overrides = {"resize": args.resize, "crop": args.crop, "interpolation": args.interpolation,
+                 "mean": tuple(args.mean) if args.mean else None, "std": tuple(args.std) if args.std else None}
+    try:
+        res = evaluate_source(model=args.model, weights=args.weights, num_classes=args.num_classes,
+                              backend=args.backend, artifact=args.artifact, imagenet=args.imagenet,
+                              cifar10=args.cifar10, split=args.split, data=args.data, overrides=overrides,
+                              threads=args.threads, batch_size=args.batch_size, workers=args.workers,
+                              limit=args.limit, skip_bad=args.skip_bad, predictions=args.predictions,
+                              progress=None)
+        code = 0
+    except BadImagesError as e:
+        res, code = e.result, 1
+        print(f"moga-eval: error: {e}", file=sys.stderr)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.report())
+    return 130 if res.partial else code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moga-eval", description=__doc__)
+    p.add_argument("--model", help="registered name or spec .json (torch backend)")
+    p.add_argument("--weights", help="tag, file, hf-hub:owner/repo or URL")
+    p.add_argument("--num-classes", type=int)
+    src = p.add_argument_group("data (exactly one)")
+    src.add_argument("--imagenet", metavar="PATH", help="ImageNet val in any common layout")
+    src.add_argument("--cifar10", metavar="PATH", help="CIFAR-10 python/binary release, folders or zip")
+    src.add_argument("--split", choices=("test", "train"), default="test")
+    src.add_argument("--data", metavar="PATH", help="class folders named like the model's labels")
+    p.add_argument("--backend", choices=BACKENDS, default="torch")
+    p.add_argument("--artifact", metavar="FILE", help="exported .onnx/.tflite (with its sidecar)")
+    p.add_argument("--limit", type=int, help="N images evenly spaced over the set (deterministic)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--threads", type=int, help="backend compute threads")
+    pre = p.add_argument_group("preprocessing overrides (default: the model's config)")
+    pre.add_argument("--resize", type=int)
+    pre.add_argument("--crop", type=int)
+    pre.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest", "lanczos", "box"))
+    pre.add_argument("--mean", type=float, nargs=3)
+    pre.add_argument("--std", type=float, nargs=3)
+    p.add_argument("--predictions", metavar="FILE", help="per-image top-5 CSV")
+    p.add_argument("--skip-bad", action="store_true", help="evaluate without unreadable images")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd)
+    return p
+
+
+def main(argv=None) -> int:
+    return run(build_parser(), argv)

@@ -1,0 +1,206 @@
+"""The evaluation loop: decode in worker threads while the backend runs, count every image.
+
+Pillow's decoders and the backends release the GIL, so threads overlap decoding with inference
+without copying arrays between processes. Nothing is dropped silently: unreadable files are
+listed, and an interrupted run returns what it measured marked ``partial``.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import Preprocess, decode
+from .data.datasets import Dataset, read_bytes
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError)
+
+
+@dataclass
+class EvalResult:
+    top1: float
+    top5: float
+    n: int
+    images_per_s: float
+    seconds: float
+    layout: str
+    backend: str
+    partial: bool = False
+    bad: list[dict] = field(default_factory=list)
+    total: int = 0  # images the run was asked to evaluate (n + bad when complete)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def report(self) -> str:
+        head = "PARTIAL (interrupted) " if self.partial else ""
+        lines = [f"{head}top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  on {self.n} images "
+                 f"({self.images_per_s:.1f} images/s, {self.seconds:.1f} s; backend {self.backend}; {self.layout})"]
+        if self.bad:
+            lines.append(f"{len(self.bad)} unreadable image(s), not counted:")
+            lines += [f"  {b['name']}: {b['error']}" for b in self.bad[:50]]
+            if len(self.bad) > 50:
+                lines.append(f"  ... and {len(self.bad) - 50} more")
+        return "\n".join(lines)
+
+
+class BadImagesError(RuntimeError):
+    """Some images could not be decoded and skipping was not allowed; carries the result."""
+
+    def __init__(self, result: EvalResult):
+        super().__init__(f"{len(result.bad)} image(s) could not be read (pass --skip-bad / skip_bad=True "
+                         f"to evaluate without them): " + ", ".join(b["name"] for b in result.bad[:10]))
+        self.result = result
+
+
+def _load(sample, preprocess: Preprocess):
+    try:
+        return preprocess(decode(read_bytes(sample.open()))), None
+    except DECODE_ERRORS as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _write_csv_atomic(path: Path, rows: list[list]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate(runner, dataset: Dataset, preprocess: Preprocess, *, class_names: list[str] | None = None,
+             batch_size: int = 32, workers: int = 2, limit: int | None = None, skip_bad: bool = False,
+             predictions: str | Path | None = None, progress: bool | None = None) -> EvalResult:
+    """Top-1/top-5 of ``runner`` on ``dataset``. ``predictions`` gets a per-image top-5 CSV
+    (``<name>.partial.csv`` instead when the run is interrupted)."""
+    from tqdm import tqdm
+
+    samples = dataset.samples
+    if limit and limit < len(samples):  # evenly spaced, so every class of a sorted set is seen
+        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
+    names = class_names or dataset.classes
+    correct1 = correct5 = seen = 0
+    bad, rows = [], [["image", "label", "label_name"] + [f"top{i}" for i in range(1, 6)]
+                     + [f"top{i}_name" for i in range(1, 6)] + ["top1_prob"]]
+    partial = False
+    bar = tqdm(total=len(samples), unit="img", disable=(not progress) if progress is not None else None,
+               file=sys.stderr, desc=runner.name)
+    t0 = time.perf_counter()
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
+        pending = collections.deque()
+        it = iter(samples)
+        ahead = max(2 * batch_size, 4 * workers)
+
+        def fill():
+            for s in it:
+                pending.append((s, pool.submit(_load, s, preprocess)))
+                if len(pending) >= ahead:
+                    break
+
+        fill()
+        while pending:
+            batch, batch_samples = [], []
+            while pending and len(batch) < batch_size:
+                s, fut = pending.popleft()
+                arr, err = fut.result()
+                if err is not None:
+                    bad.append({"name": s.name, "error": err})
+                    bar.update(1)
+                else:
+                    batch.append(arr)
+                    batch_samples.append(s)
+                fill()
+            if not batch:
+                continue
+            logits = runner(np.stack(batch))
+            k = min(5, logits.shape[1])
+            top = np.argsort(-logits, axis=1)[:, :k]
+            labels = np.array([s.label for s in batch_samples])
+            correct1 += int((top[:, 0] == labels).sum())
+            correct5 += int((top == labels[:, None]).any(1).sum())
+            seen += len(batch)
+            if predictions:
+                e = np.exp(logits - logits.max(1, keepdims=True))
+                p1 = e[np.arange(len(e)), top[:, 0]] / e.sum(1)
+                for s, t, p in zip(batch_samples, top, p1):
+                    rows.append([s.name, s.label, names[s.label]] + list(t) + [names[i] for i in t]
+                                + [f"{p:.5f}"])
+            bar.update(len(batch))
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    seconds = time.perf_counter() - t0
+    result = EvalResult(top1=100.0 * correct1 / max(seen, 1), top5=100.0 * correct5 / max(seen, 1), n=seen,
+                        images_per_s=(seen + len(bad)) / seconds if seconds else 0.0, seconds=seconds,
+                        layout=dataset.layout, backend=runner.name, partial=partial, bad=bad,
+                        total=len(samples))
+    if predictions:
+        path = Path(predictions)
+        _write_csv_atomic(path.with_name(path.stem + ".partial" + path.suffix) if partial else path, rows)
+    if bad and not skip_bad and not partial:
+        raise BadImagesError(result)
+    return result
+
+
+def evaluate_source(*, model: str | None = None, weights=None, num_classes: int | None = None,
+                    backend: str = "torch", artifact: str | Path | None = None,
+                    imagenet: str | Path | None = None, cifar10: str | Path | None = None, split: str = "test",
+                    data: str | Path | None = None, overrides: dict | None = None,
+                    threads: int | None = None, **loop) -> EvalResult:
+    """Everything ``moga-eval`` does, as one call: pick the model or exported file, its
+    preprocessing and labels, the data set by layout, then run ``evaluate``."""
+    from .data import datasets
+    from .registry import PretrainedCfg, create_model, resolve_model
+    from .runners import artifact_info, make_runner
+
+    if sum(x is not None for x in (imagenet, cifar10, data)) != 1:
+        raise ValueError("give exactly one of --imagenet PATH, --cifar10 PATH or --data PATH")
+    if backend == "torch":
+        if model is None:
+            raise ValueError("the torch backend needs --model")
+        kw = {"num_classes": num_classes} if num_classes else {}
+        if cifar10 is not None and not num_classes:
+            kw["num_classes"] = 10
+        net = create_model(model, weights=weights, **kw)
+        pre = net.pretrained_cfg.preprocess
+        labels = net.pretrained_cfg.label_names() if net.num_classes == 1000 else None
+        runner = make_runner("torch", model=net, threads=threads)
+    else:
+        info = artifact_info(artifact) if artifact is not None else None
+        runner = make_runner(backend, artifact=artifact, threads=threads)
+        pre = Preprocess(**info["preprocess"])
+        labels = info.get("labels")
+        if labels == "imagenet":
+            labels = PretrainedCfg().label_names()
+    pre = pre.override(**(overrides or {}))
+    if imagenet is not None:
+        ds = datasets.imagenet(imagenet)
+        names = labels or ds.classes
+    elif cifar10 is not None:
+        ds = datasets.cifar10(cifar10, split)
+        names = ds.classes
+    else:
+        if labels is None:
+            raise ValueError("--data matches class folders to the model's label names, and this "
+                             "model has none (a custom number of classes): use folders named like "
+                             "its labels or evaluate a model with ImageNet labels")
+        ds = datasets.class_folders(data, labels)
+        names = labels
+    return evaluate(runner, ds, pre, class_names=names, **loop)

@@ -1,0 +1,124 @@
+"""Backends that turn a batch of preprocessed images (NCHW float32) into logits.
+
+Exported files carry their own preprocessing and labels (a JSON sidecar ``<file>.json`` written by
+the exporter, and for ONNX the same object in ``metadata_props``), so an artifact is evaluated
+exactly as its source model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BACKENDS = ("torch", "onnxruntime", "tflite")
+METADATA_KEY = "moga_zoo"
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    return Path(f"{artifact}.json")
+
+
+def artifact_info(artifact: str | Path) -> dict:
+    """Provenance of an exported file: its sidecar, else (ONNX) its metadata_props."""
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise FileNotFoundError(f"artifact {artifact} does not exist")
+    side = sidecar_path(artifact)
+    if side.is_file():
+        return json.loads(side.read_text())
+    if artifact.suffix == ".onnx":
+        import onnx
+        m = onnx.load(str(artifact), load_external_data=False)
+        for p in m.metadata_props:
+            if p.key == METADATA_KEY:
+                return json.loads(p.value)
+    raise ValueError(f"{artifact} has no sidecar {side.name} (nor ONNX metadata) saying how to "
+                     f"preprocess its input; export it with moga-export or pass --resize/--crop/--mean/--std "
+                     f"and --model for labels")
+
+
+class TorchRunner:
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = model.eval()
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(batch)).float().numpy()
+
+
+class OnnxRunner:
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.fixed_batch and batch.shape[0] != self.fixed_batch:
+            return np.concatenate([self(batch[i:i + self.fixed_batch])
+                                   for i in range(0, len(batch), self.fixed_batch)])
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def tflite_interpreter(path: str | Path, threads: int | None = None):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # older stacks: TensorFlow's own (slated for removal)
+        from tensorflow.lite import Interpreter
+    return Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+
+
+class TFLiteRunner:
+    """NHWC, possibly int8: inputs are quantized and outputs dequantized with the file's params."""
+
+    name = "tflite"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.interp = tflite_interpreter(path, threads)
+        self.interp.allocate_tensors()
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+        self.batch = int(self.inp["shape"][0])
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        x = x.transpose(0, 2, 3, 1)
+        scale, zero = self.inp["quantization"]
+        if self.inp["dtype"] != np.float32:
+            info = np.iinfo(self.inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self.interp.set_tensor(self.inp["index"], np.ascontiguousarray(x.astype(self.inp["dtype"])))
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.out["index"])
+        scale, zero = self.out["quantization"]
+        if self.out["dtype"] != np.float32:
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._run_one(batch[i:i + self.batch]) for i in range(0, len(batch), self.batch)])
+
+
+def make_runner(backend: str, *, model=None, artifact=None, threads: int | None = None):
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        if model is None:
+            raise ValueError("the torch backend needs --model (and usually --weights)")
+        return TorchRunner(model, threads)
+    if artifact is None:
+        raise ValueError(f"the {backend} backend evaluates an exported file: pass --artifact FILE")
+    return (OnnxRunner if backend == "onnxruntime" else TFLiteRunner)(artifact, threads)
