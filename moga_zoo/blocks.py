@@ -30,7 +30,8 @@ class SamePad(nn.Module):
 
     def forward(self, x):
         pads = []
-        for size in (x.shape[-1], x.shape[-2]):
+        # int(): exported graphs get constant pads (H, W are static there), not a shape subgraph
+        for size in (int(x.shape[-1]), int(x.shape[-2])):
             total = max((math.ceil(size / self.s) - 1) * self.s + self.k - size, 0)
             pads += [total // 2, total - total // 2]
         return F.pad(x, pads)

@@ -87,7 +87,10 @@ class SpecNet(nn.Module):
     def _init_weights(self):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                # fan-out per group (as EfficientNet does): plain fan_out shrinks depthwise
+                # outputs by the channel count, so an untrained network would output ~0.
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import sys
 
+from ..data.datasets import DatasetError
+from ..export.common import ExportError
 from ..specs import SpecError
 from ..weights import WeightsError
 
-EXPECTED = (SpecError, WeightsError, FileNotFoundError, ValueError)
+EXPECTED = (SpecError, WeightsError, DatasetError, ExportError, FileNotFoundError, ValueError)
 
 
 def run(parser, argv=None) -> int:

@@ -1,0 +1,77 @@
+"""TFLite through the Keras builder: fp32, fp16 weights, or full int8 calibrated on real images."""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..runners import TFLiteRunner
+from .common import ExportError, atomic_path, compare, finish, load_images, provenance, torch_logits, verify_or_fail
+from .keras import keras_from_torch
+
+QUANTIZE = (None, "fp16", "int8")
+FP32_TOLERANCE = 1e-4
+
+
+def convert(keras_model, quantize: str | None = None, calib_nchw: np.ndarray | None = None) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if quantize == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        if calib_nchw is None or not len(calib_nchw):
+            raise ExportError("int8 needs calibration images: pass --calib PATH (a few hundred real images "
+                              "like the ones the model will see)")
+
+        def representative():
+            for x in calib_nchw:
+                yield [x[None].transpose(0, 2, 3, 1)]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints its SavedModel signature
+        return conv.convert()
+
+
+def tflite_ops(path) -> list[str]:
+    """Builtin op names of a .tflite file (read without XNNPACK, which would hide them)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_path=str(path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return sorted({d["op_name"] for d in it._get_ops_details()})
+
+
+def export_tflite(model, path: str | Path, *, quantize: str | None = None, calib=None, images=None,
+                  threads: int | None = None) -> dict:
+    """``calib``: images to calibrate int8 on; ``images``: images to verify on (default: calib,
+    else the built-in set)."""
+    if quantize not in QUANTIZE:
+        raise ExportError(f"unknown quantization {quantize!r}; use fp16 or int8")
+    pre = model.pretrained_cfg.preprocess
+    cal = load_images(calib, pre) if calib is not None else None
+    ver = load_images(images if images is not None else calib, pre)
+    km = keras_from_torch(model, batch_size=1)
+    blob = convert(km, quantize, cal.x if cal is not None else None)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
+        runner = TFLiteRunner(tmp, threads)
+        check = compare(torch_logits(model, ver.x), runner(ver.x), ver.labels)
+        check["images"] = ver.source
+        if quantize is None:
+            verify_or_fail(check, FP32_TOLERANCE, "TFLite fp32")
+        inp = runner.inp
+        input_info = {"name": inp["name"], "shape": [int(d) for d in inp["shape"]], "layout": "NHWC",
+                      "dtype": np.dtype(inp["dtype"]).name,
+                      "quantization": [float(q) for q in inp["quantization"]]}
+        ops = tflite_ops(tmp)
+    extra = {"quantize": quantize or "fp32", "verification": check, "ops": ops,
+             "calibration": cal.source if cal is not None else None}
+    return finish(path, provenance(model, "tflite", input_info, extra))
