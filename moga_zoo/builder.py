@@ -7,7 +7,20 @@ import torch
 from torch import nn
 
 from .blocks import ConvAct, ConvBnAct, InvertedResidual
-from .specs import Spec, SpecError
+from .specs import Options, Row, Spec, SpecError
+
+
+def make_row(r: Row, cin: int, opts: Options) -> nn.Module:
+    """The torch module of one row (also timed alone for latency tables)."""
+    if r.op == "conv":
+        return ConvBnAct(cin, r.c, r.k, r.s, r.nl, opts)
+    if r.op in ("ds", "ir"):
+        return InvertedResidual(r, cin, opts)
+    if r.op == "pool":
+        return nn.AdaptiveAvgPool2d(1)
+    if r.op == "conv_nbn":
+        return ConvAct(cin, r.c, r.nl, opts.head_bias)
+    return nn.Sequential(nn.Flatten(1), nn.Dropout(opts.dropout), nn.Linear(cin, r.c))
 
 
 def feature_info(spec: Spec) -> list[dict]:
@@ -51,10 +64,7 @@ class SpecNet(nn.Module):
         for r in rows:
             if r.op == "pool":
                 break
-            if r.op == "conv":
-                layers.append(ConvBnAct(cin, r.c, r.k, r.s, r.nl, opts))
-            else:
-                layers.append(InvertedResidual(r, cin, opts))
+            layers.append(make_row(r, cin, opts))
             cin = r.c
         self.feature_info = feature_info(spec)
         self.features_only = features_only

@@ -5,10 +5,11 @@ import sys
 
 from ..data.datasets import DatasetError
 from ..export.common import ExportError
+from ..latency.table import TableError
 from ..specs import SpecError
 from ..weights import WeightsError
 
-EXPECTED = (SpecError, WeightsError, DatasetError, ExportError, FileNotFoundError, ValueError)
+EXPECTED = (SpecError, WeightsError, DatasetError, ExportError, TableError, FileNotFoundError, ValueError)
 
 
 def run(parser, argv=None) -> int:

@@ -1,4 +1,4 @@
-"""``moga-zoo``: list, inspect and run models."""
+"""``moga-zoo``: list, inspect and run models; latency tables and benchmarks."""
 from __future__ import annotations
 
 import argparse
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--topk", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
+    from ..latency.cli import add_subcommands
+    add_subcommands(sub)
     return p
 
 

@@ -46,47 +46,68 @@ def _conv_bn(x, cout, k, s, nl, spec: Spec, name: str, depthwise: bool = False):
     return _act(x, nl, f"{name}_act") if nl else x
 
 
+def add_row(x, r, cin: int, spec: Spec, name: str):
+    """One body row (conv, ds or ir) on Keras tensor ``x``."""
+    L = _keras().layers
+    opts = spec.options
+    if r.op == "conv":
+        return _conv_bn(x, r.c, r.k, r.s, r.nl, spec, name)
+    hidden = cin if r.op == "ds" else r.hidden(cin)
+    y = _conv_bn(x, hidden, 1, 1, r.nl, spec, f"{name}_expand") if hidden != cin else x
+    y = _conv_bn(y, hidden, r.k, r.s, r.nl, spec, f"{name}_dw", depthwise=True)
+    if r.se:
+        sq = opts.squeeze_width(hidden)
+        g = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(y)
+        g = L.Conv2D(sq, 1, name=f"{name}_se_reduce")(g)
+        g = _act(g, opts.se_act or r.nl, f"{name}_se_act")
+        g = L.Conv2D(hidden, 1, name=f"{name}_se_expand")(g)
+        g = L.Activation("hard_sigmoid", name=f"{name}_se_gate")(g)
+        y = L.Multiply(name=f"{name}_se_mul")([y, g])
+    y = _conv_bn(y, r.c, 1, 1, None, spec, f"{name}_project")
+    return L.Add(name=f"{name}_add")([x, y]) if r.op == "ir" and r.s == 1 and cin == r.c else y
+
+
+def add_head_row(x, r, spec: Spec, name: str):
+    """A row after the body: pool, conv_nbn or fc."""
+    L = _keras().layers
+    if r.op == "pool":
+        return L.GlobalAveragePooling2D(keepdims=True, name=name)(x)
+    if r.op == "conv_nbn":
+        x = L.Conv2D(r.c, 1, use_bias=spec.options.head_bias, name=f"{name}_conv")(x)
+        return _act(x, r.nl, f"{name}_act")
+    x = L.Flatten(name=f"{name}_flatten")(x)
+    x = L.Dropout(spec.options.dropout, name=f"{name}_dropout")(x)
+    return L.Dense(r.c, name=name)(x)
+
+
 def build_keras(spec: Spec, input_size: int = 224, batch_size: int | None = 1):
     """Keras functional model from spec rows; ``batch_size=None`` leaves the batch dynamic."""
     keras = _keras()
-    L = keras.layers
-    opts = spec.options
     inp = keras.Input((input_size, input_size, spec.in_chans), batch_size=batch_size, name="input")
-    x, cin, i = inp, spec.in_chans, 0
-    rows = iter(spec.rows)
-    for r in rows:
-        if r.op == "pool":
-            break
-        name = f"features_{i}"
-        if r.op == "conv":
-            x = _conv_bn(x, r.c, r.k, r.s, r.nl, spec, name)
+    x, cin, body, head = inp, spec.in_chans, 0, 0
+    for r in spec.rows:
+        if r.op in ("conv", "ds", "ir"):
+            x = add_row(x, r, cin, spec, f"features_{body}")
+            body += 1
+        elif r.op == "pool":
+            x = add_head_row(x, r, spec, "global_pool")
+        elif r.op == "conv_nbn":
+            x = add_head_row(x, r, spec, f"head_convs_{head}")
+            head += 1
         else:
-            hidden = cin if r.op == "ds" else r.hidden(cin)
-            y = _conv_bn(x, hidden, 1, 1, r.nl, spec, f"{name}_expand") if hidden != cin else x
-            y = _conv_bn(y, hidden, r.k, r.s, r.nl, spec, f"{name}_dw", depthwise=True)
-            if r.se:
-                sq = opts.squeeze_width(hidden)
-                g = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(y)
-                g = L.Conv2D(sq, 1, name=f"{name}_se_reduce")(g)
-                g = _act(g, opts.se_act or r.nl, f"{name}_se_act")
-                g = L.Conv2D(hidden, 1, name=f"{name}_se_expand")(g)
-                g = L.Activation("hard_sigmoid", name=f"{name}_se_gate")(g)
-                y = L.Multiply(name=f"{name}_se_mul")([y, g])
-            y = _conv_bn(y, r.c, 1, 1, None, spec, f"{name}_project")
-            x = L.Add(name=f"{name}_add")([x, y]) if r.op == "ir" and r.s == 1 and cin == r.c else y
-        cin = r.c
-        i += 1
-    x = L.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
-    j = 0
-    for r in rows:
-        if r.op == "conv_nbn":
-            x = L.Conv2D(r.c, 1, use_bias=opts.head_bias, name=f"head_convs_{j}_conv")(x)
-            x = _act(x, r.nl, f"head_convs_{j}_act")
-            j += 1
-    x = L.Flatten(name="flatten")(x)
-    x = L.Dropout(opts.dropout, name="dropout")(x)
-    out = L.Dense(spec.num_classes, name="classifier")(x)
-    return keras.Model(inp, out, name=spec.name)
+            x = add_head_row(x, r, spec, "classifier")
+        cin = r.c or cin
+    return keras.Model(inp, x, name=spec.name)
+
+
+def row_model(spec: Spec, index: int, in_shape: tuple[int, int, int]):
+    """A Keras model of row ``index`` alone at input (C, H, W), batch 1 (latency tables)."""
+    keras = _keras()
+    c, h, w = in_shape
+    r = spec.rows[index]
+    inp = keras.Input((h, w, c), batch_size=1, name="input")
+    out = add_row(inp, r, c, spec, "row") if r.op in ("conv", "ds", "ir") else add_head_row(inp, r, spec, "row")
+    return keras.Model(inp, out)
 
 
 def copy_torch_weights(keras_model, torch_model) -> None:

@@ -16,24 +16,27 @@ INPUT, OUTPUT = "input", "logits"
 ONNX_TOLERANCE = 1e-4
 
 
-def graph(model: torch.nn.Module, opset: int, dynamic_batch: bool, size: int):
-    """Trace ``model`` to a slimmed ModelProto (BN folded, no Identity/Constant chains)."""
+def to_onnx(module: torch.nn.Module, example: torch.Tensor, opset: int = 17, dynamic_batch: bool = False):
+    """Trace ``module`` to a slimmed ModelProto (BN folded, no Identity/Constant chains)."""
     import onnx
     import onnxslim
 
     if opset < 11:
         raise ExportError(f"opset {opset} is too old; use 11 or newer (17 for native HardSwish)")
-    x = torch.zeros(1, model.spec.in_chans, size, size)
     buf = io.BytesIO()
     axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on SAME-padding sizes (constant at export)
-        torch.onnx.export(model.eval(), (x,), buf, dynamo=False, opset_version=opset,
+        torch.onnx.export(module.eval(), (example,), buf, dynamo=False, opset_version=opset,
                           input_names=[INPUT], output_names=[OUTPUT], dynamic_axes=axes)
     proto = onnxslim.slim(onnx.load_from_string(buf.getvalue()))
     if proto is None:
         raise ExportError("onnxslim failed on the exported graph")
     return proto
+
+
+def graph(model: torch.nn.Module, opset: int, dynamic_batch: bool, size: int):
+    return to_onnx(model, torch.zeros(1, model.spec.in_chans, size, size), opset, dynamic_batch)
 
 
 def set_metadata(proto, meta: dict):

@@ -1,0 +1,1 @@
+"""Latency lookup tables (build, validate, import/export) and whole-model benchmarks."""

@@ -1,0 +1,107 @@
+"""Measuring a latency table for the MoGA search space, and fitting its calibration.
+
+Every choice block of every searchable layer is timed alone at its input shape in the skeleton,
+plus the fixed rows (stem, first block, head). A plain sum of isolated blocks underestimates a
+whole network (warm caches, no hand-over between ops), consistently, so the build also times a
+few whole networks and stores a least-squares ``measured = scale * sum + offset``.
+
+Blocks are timed in sweeps: each round calls every block once, so by the time a block runs again
+the others have pushed its weights and activations out of cache, as in a real network; the entry
+is the mean of its per-round times. (Timing one block many times in a row measures it hot.)
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..builder import SpecNet, make_row
+from ..sizes import layer_sizes
+from ..specs import MOGA_SKELETON, NUM_CHOICES, Spec, from_choices
+from .table import LatencyTable, row_keys
+from .timing import interleaved, prepare
+
+CALIBRATION_SEED = 1234
+
+
+def _keras_row(spec: Spec, index: int, in_shape):
+    from ..export.keras import row_model
+    return row_model(spec, index, in_shape)
+
+
+def _keras_whole(spec: Spec, size: int):
+    from ..export.keras import build_keras
+    return build_keras(spec, size, batch_size=1)
+
+
+def row_callables(specs: list[Spec], backend: str, threads: int, workdir: Path, spinning: bool,
+                  size: int = 224) -> dict[str, object]:
+    """One timed callable per distinct table key across ``specs``."""
+    fns = {}
+    for spec in specs:
+        sizes = layer_sizes(spec, size)
+        cin = spec.in_chans
+        for (i, key), sz in zip(row_keys(spec, size), sizes):
+            r = spec.rows[i]
+            if key not in fns:
+                module = make_row(r, sz.in_shape[0], spec.options)
+                keras = _keras_row(spec, i, sz.in_shape) if backend.startswith("tflite") else None
+                fns[key] = prepare(backend, module, sz.in_shape, threads=threads, workdir=workdir,
+                                   name=f"row{len(fns):03d}", spinning=spinning, keras_model=keras)
+            cin = r.c or cin
+    return fns
+
+
+def model_callables(specs: list[Spec], backend: str, threads: int, workdir: Path, spinning: bool,
+                    size: int = 224) -> dict[str, object]:
+    fns = {}
+    for j, spec in enumerate(specs):
+        keras = _keras_whole(spec, size) if backend.startswith("tflite") else None
+        fns[f"{j}:{spec.name}"] = prepare(backend, SpecNet(spec, input_size=size).eval(),
+                                          (spec.in_chans, size, size), threads=threads, workdir=workdir,
+                                          name=f"model{j:03d}", spinning=spinning, keras_model=keras)
+    return fns
+
+
+def random_choices(n: int, seed: int, choices=range(NUM_CHOICES)) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    pool = list(choices)
+    return [[int(pool[i]) for i in rng.integers(0, len(pool), len(MOGA_SKELETON))] for _ in range(n)]
+
+
+def fit_calibration(raw: list[float], measured: list[float]) -> tuple[float, float]:
+    scale, offset = np.polyfit(np.asarray(raw), np.asarray(measured), 1)
+    return float(scale), float(offset)
+
+
+def build_table(backend: str = "onnxruntime", *, threads: int = 1, spinning: bool = False,
+                choices=range(NUM_CHOICES), calibrate: int = 10, rounds: int = 100, reps: int = 1,
+                size: int = 224, progress: bool = True) -> LatencyTable:
+    choices = sorted(set(choices))
+    bad = [c for c in choices if not 0 <= c < NUM_CHOICES]
+    if bad:
+        raise ValueError(f"choices {bad} are outside Table 1's 0..{NUM_CHOICES - 1}")
+    specs = [from_choices([c] * len(MOGA_SKELETON), name=f"all_{c}") for c in choices]
+    with tempfile.TemporaryDirectory(prefix="moga_lut_") as tmp:
+        rows = interleaved(row_callables(specs, backend, threads, Path(tmp), spinning, size),
+                           rounds=rounds, reps=reps, progress=progress)
+        table = LatencyTable(
+            {k: {"count": v["count"], "mean": round(v["mean"], 5), "std": round(v["std"], 5),
+                 "median": round(v["median"], 5), "p90": round(v["p90"], 5)} for k, v in rows.items()},
+            LatencyTable.new_meta(backend, threads, spinning, size, specs[0].to_dict()["options"],
+                                  space="moga", choices=choices, rounds=rounds, reps=reps))
+        if calibrate:
+            cal = [from_choices(c, name=f"cal{j}") for j, c in
+                   enumerate(random_choices(calibrate, CALIBRATION_SEED, choices))]
+            whole = interleaved(model_callables(cal, backend, threads, Path(tmp), spinning, size),
+                                rounds=max(10, rounds // 5), reps=20, progress=progress)
+            raw = [table.raw(s) for s in cal]
+            measured = [v["mean"] for v in whole.values()]
+            scale, offset = fit_calibration(raw, measured)
+            from ..specs import to_choices
+            table.calibration = {"scale": round(scale, 6), "offset": round(offset, 6), "n": len(cal),
+                                 "seed": CALIBRATION_SEED,
+                                 "models": [{"choices": to_choices(s), "sum_ms": round(r, 5), "measured_ms": round(m, 5)}
+                                            for s, r, m in zip(cal, raw, measured)]}
+    return table
