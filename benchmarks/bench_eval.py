@@ -18,8 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 import moga_zoo
 from moga_zoo.data import datasets
 from moga_zoo.evaluate import _load, evaluate
@@ -71,9 +69,9 @@ def main(argv=None) -> int:
           f"{args.workers} decode threads, {args.threads} compute threads, {args.rounds} interleaved rounds")
     print(f"{'stage':<14}{'images/s':>10}{'range':>18}{'vs torch':>10}{'top-1':>8}{'top-5':>8}")
     for k, v in med.items():
-        t1, t5 = acc.get(k, (np.nan, np.nan))
+        acc_cols = "".join(f"{a:>8.1f}" for a in acc[k]) if k in acc else f"{'-':>8}{'-':>8}"
         ratio = v / med["torch eager"]
-        print(f"{k:<14}{v:>10.1f}{min(rates[k]):>9.1f}-{max(rates[k]):<8.1f}{ratio:>9.2f}x{t1:>8.1f}{t5:>8.1f}")
+        print(f"{k:<14}{v:>10.1f}{min(rates[k]):>9.1f}-{max(rates[k]):<8.1f}{ratio:>9.2f}x{acc_cols}")
     return 0
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import collections
 import csv
-import os
 import sys
-import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .data import Preprocess, decode
+from .files import atomic_path
 from .data.datasets import Dataset, read_bytes
 
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError)
@@ -71,15 +70,8 @@ def _load(sample, preprocess: Preprocess):
 
 
 def _write_csv_atomic(path: Path, rows: list[list]):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
 
 
 def evaluate(runner, dataset: Dataset, preprocess: Preprocess, *, class_names: list[str] | None = None,

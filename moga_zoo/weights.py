@@ -5,7 +5,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import urllib.parse
 import urllib.request
 import warnings
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .adapters import detect_layout, remap
+from .files import atomic_path, sha256_file
 
 
 class WeightsError(RuntimeError):
@@ -36,14 +36,6 @@ class WeightTag:
 def cache_dir() -> Path:
     root = os.environ.get("MOGA_ZOO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moga_zoo"
     return Path(root)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_sha(path: Path, expected: str | None, what: str):
@@ -79,27 +71,23 @@ def download(url: str, sha256: str | None = None, progress: bool = True) -> Path
     if dest.is_file():
         _check_sha(dest, sha256, f"cached {dest}")
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url.split("#")[0], timeout=60) as resp:
+        with atomic_path(dest) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(url.split("#")[0], timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             from tqdm import tqdm
             with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
-        got = os.path.getsize(tmp)
-        if total is not None and got != total:
-            raise WeightsError(f"download of {url} stopped at {got} of {total} bytes; run again")
-        _check_sha(Path(tmp), sha256, f"download of {url}")
-        os.replace(tmp, dest)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise WeightsError(f"cannot download {url}: {e}. Download it yourself and pass the "
-                               f"file's path as weights") from e
-        raise
+            out.flush()
+            got = os.path.getsize(tmp)
+            if total is not None and got != total:
+                raise WeightsError(f"download of {url} stopped at {got} of {total} bytes; run again")
+            _check_sha(tmp, sha256, f"download of {url}")
+    except OSError as e:
+        raise WeightsError(f"cannot download {url}: {e}. Download it yourself and pass the "
+                           f"file's path as weights") from e
     return dest
 
 

@@ -174,3 +174,9 @@ def test_cli_lut_predict_export_and_errors(small_table, tmp_path, capsys):
     assert main(["lut", "predict", str(path), "--model", "moga_a"]) == 2
     assert "not in the table" in capsys.readouterr().err
     assert main(["lut", "validate", str(tmp_path / "missing.json")]) == 2
+
+
+def test_calibration_fit():
+    from moga_zoo.latency.build import fit_calibration
+    assert fit_calibration([1.0, 2.0, 3.0], [2.5, 4.5, 6.5]) == pytest.approx((2.0, 0.5))
+    assert fit_calibration([2.0, 2.0], [3.0, 3.2]) == pytest.approx((1.0, 1.1))  # one choice: offset only

@@ -2,10 +2,8 @@
 an artifact against the torch model."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,30 +13,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..data import Preprocess, decode
 from ..data.datasets import IMAGE_EXTS
-from ..weights import sha256_file
+from ..files import sha256_file, write_text_atomic
 
 
 class ExportError(RuntimeError):
     """An export that cannot be made or did not verify."""
-
-
-@contextlib.contextmanager
-def atomic_path(final: Path):
-    """Yield a temporary path beside ``final``; it becomes ``final`` only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, final)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str):
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def built_in_images(n: int = 12, size: int = 320, seed: int = 0) -> list[Image.Image]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import ExportError, write_text_atomic
+from ..files import write_text_atomic
+from .common import ExportError
 from .onnx import INPUT, OUTPUT, graph, save_verified
 
 MACE_OPSET = 13

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from ..runners import METADATA_KEY, OnnxRunner
-from .common import ExportError, atomic_path, compare, finish, load_images, provenance, torch_logits, verify_or_fail
+from ..files import atomic_path
+from .common import ExportError, compare, finish, load_images, provenance, torch_logits, verify_or_fail
 
 INPUT, OUTPUT = "input", "logits"
 ONNX_TOLERANCE = 1e-4

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..runners import TFLiteRunner
-from .common import ExportError, atomic_path, compare, finish, load_images, provenance, torch_logits, verify_or_fail
+from ..files import atomic_path
+from .common import ExportError, compare, finish, load_images, provenance, torch_logits, verify_or_fail
 from .keras import keras_from_torch
 
 QUANTIZE = (None, "fp16", "int8")

@@ -42,7 +42,9 @@ def bench(models: list[str], backends: list[str], *, threads: int = 2, rounds: i
                 cal = _calib(net) if b == "tflite-int8" else None
                 kw = dict(threads=threads, workdir=Path(tmp), spinning=spinning, keras_model=keras, calib=cal)
                 one[(name, b)] = prepare(b, net, shape, name=f"{name}_{b}_1", **kw)
-                if batch > 1:
+                if batch > 1 and b.startswith("tflite"):  # batch-1 files: a batch is a loop, as on a phone
+                    many[(name, b)] = lambda f=one[(name, b)]: [f() for _ in range(batch)]
+                elif batch > 1:
                     many[(name, b)] = prepare(b, net, shape, name=f"{name}_{b}_{batch}", batch=batch, **kw)
         t1 = interleaved(one, rounds=rounds, reps=reps, progress=progress)
         tb = interleaved(many, rounds=max(3, rounds // 2), reps=max(2, reps // 4), progress=progress) if many else {}

@@ -71,7 +71,11 @@ def random_choices(n: int, seed: int, choices=range(NUM_CHOICES)) -> list[list[i
 
 
 def fit_calibration(raw: list[float], measured: list[float]) -> tuple[float, float]:
-    scale, offset = np.polyfit(np.asarray(raw), np.asarray(measured), 1)
+    """Least-squares scale and offset; an offset alone when the sums do not vary (one choice)."""
+    raw, measured = np.asarray(raw, float), np.asarray(measured, float)
+    if len(raw) < 2 or np.ptp(raw) < 1e-9:
+        return 1.0, float(np.mean(measured - raw))
+    scale, offset = np.polyfit(raw, measured, 1)
     return float(scale), float(offset)
 
 

@@ -78,7 +78,7 @@ def cmd_import(args) -> int:
 
 def cmd_export(args) -> int:
     from .table import LatencyTable
-    from ..export.common import write_text_atomic
+    from ..files import write_text_atomic
     write_text_atomic(Path(args.ofa), LatencyTable.load(args.table).to_ofa_yaml())
     print(f"wrote {args.ofa} (Once-for-All YAML)")
     return 0
@@ -98,7 +98,7 @@ def cmd_bench(args) -> int:
     rows = bench(models, args.backends, threads=args.threads, rounds=args.rounds, reps=args.reps,
                  batch=args.batch, spinning=args.spinning)
     if args.csv:
-        from ..export.common import write_text_atomic
+        from ..files import write_text_atomic
         write_text_atomic(Path(args.csv), to_csv(rows))
     print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
     if args.breakdown:

@@ -118,7 +118,7 @@ class LatencyTable:
                 "calibration": self.calibration}
 
     def save(self, path: str | Path) -> Path:
-        from ..export.common import write_text_atomic
+        from ..files import write_text_atomic
         path = Path(path)
         write_text_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=False))
         return path

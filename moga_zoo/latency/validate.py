@@ -50,7 +50,7 @@ def scatter_png(path: Path, measured, predicted, raw, m: dict, title: str):
             f"Kendall tau {m['kendall_tau']:.3f}", transform=ax.transAxes, va="top", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    from ..export.common import atomic_path
+    from ..files import atomic_path
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

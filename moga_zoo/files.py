@@ -1,0 +1,43 @@
+"""Files a user keeps appear complete or not at all: written under a temporary name beside the
+target, renamed when done, with ordinary permissions."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path):
+    """Yield a temporary path beside ``final``; it becomes ``final`` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+        os.replace(tmp, final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
