@@ -29,7 +29,7 @@ def feature_info(spec: Spec) -> list[dict]:
     Level i has stride 2**(i+1); the last row before the pool closes the deepest level, so
     MoGA's stride-32 map is the 960-channel one (as timm reports for MobileNetV3).
     """
-    info, stride, cin = [], 1, spec.in_chans
+    info, stride = [], 1
     body = [r for r in spec.rows if r.op in ("conv", "ds", "ir")]
     for i, r in enumerate(body):
         nxt = body[i + 1] if i + 1 < len(body) else None
@@ -76,22 +76,21 @@ class SpecNet(nn.Module):
                                 f"reduction levels (strides {[f['stride'] for f in self.feature_info]})")
             self.out_indices = tuple(out_indices)
             self.feature_info = [self.feature_info[i] for i in self.out_indices]
-            last = max(f["index"] for f in self.feature_info)
-            self.features = nn.Sequential(*layers[:last + 1])
-            return
+            layers = layers[:max(f["index"] for f in self.feature_info) + 1]
         self.features = nn.Sequential(*layers)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        head = []
-        for r in rows:
-            if r.op == "conv_nbn":
-                head.append(ConvAct(cin, r.c, r.nl, opts.head_bias))
-                cin = r.c
-        self.head_convs = nn.Sequential(*head)
-        self.num_features = cin
-        self.drop_rate = opts.dropout if drop_rate is None else drop_rate
-        self.dropout = nn.Dropout(self.drop_rate)
-        self.num_classes = spec.num_classes
-        self.classifier = nn.Linear(cin, spec.num_classes)
+        if not features_only:
+            self.global_pool = nn.AdaptiveAvgPool2d(1)
+            head = []
+            for r in rows:
+                if r.op == "conv_nbn":
+                    head.append(make_row(r, cin, opts))
+                    cin = r.c
+            self.head_convs = nn.Sequential(*head)
+            self.num_features = cin
+            self.drop_rate = opts.dropout if drop_rate is None else drop_rate
+            self.dropout = nn.Dropout(self.drop_rate)
+            self.num_classes = spec.num_classes
+            self.classifier = nn.Linear(cin, spec.num_classes)
         self._init_weights()
 
     def _init_weights(self):

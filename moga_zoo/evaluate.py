@@ -159,7 +159,7 @@ def evaluate_source(*, model: str | None = None, weights=None, num_classes: int 
     """Everything ``moga-eval`` does, as one call: pick the model or exported file, its
     preprocessing and labels, the data set by layout, then run ``evaluate``."""
     from .data import datasets
-    from .registry import PretrainedCfg, create_model, resolve_model
+    from .registry import PretrainedCfg, create_model
     from .runners import artifact_info, make_runner
 
     if sum(x is not None for x in (imagenet, cifar10, data)) != 1:

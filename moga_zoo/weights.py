@@ -69,8 +69,9 @@ def download(url: str, sha256: str | None = None, progress: bool = True) -> Path
     sub = sha256[:16] if sha256 else hashlib.sha256(url.split("#")[0].encode()).hexdigest()[:16]
     dest = cache_dir() / "downloads" / sub / name
     if dest.is_file():
-        _check_sha(dest, sha256, f"cached {dest}")
-        return dest
+        if not sha256 or sha256_file(dest) == sha256.lower():
+            return dest
+        dest.unlink()  # a corrupt cache entry is replaced, not trusted and not left blocking
     try:
         with atomic_path(dest) as tmp, open(tmp, "wb") as out, \
                 urllib.request.urlopen(url.split("#")[0], timeout=60) as resp:
@@ -186,7 +187,7 @@ def fit_state_dict(model: torch.nn.Module, state_dict: dict) -> dict:
     head = {k for k in own if k.startswith("classifier.")}
     if shaped and set(shaped) <= head and not missing and not unexpected:
         warnings.warn(f"checkpoint classifier has {sd['classifier.weight'].shape[0]} classes, the "
-                      f"model {model.num_classes}: classifier left at its initialisation")
+                      f"model {model.num_classes}: classifier left at its initialisation", stacklevel=3)
         for k in shaped:
             sd[k] = own[k]
         shaped = []

@@ -2,7 +2,6 @@ import csv
 import io
 import os
 import pickle
-import zipfile
 
 import numpy as np
 import pytest

@@ -134,7 +134,7 @@ def test_export_rows_onnx(tmp_path):
 
 
 def test_mace_benchmark_log(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from moga_zoo.export.mace import mace_graph
     import moga_zoo
     proto = mace_graph(moga_zoo.create_model("moga_b").eval())
@@ -150,7 +150,7 @@ def test_mace_benchmark_log(tmp_path):
     keys = dict(row_keys(specs.MOGA_B))
     assert set(t.entries) == set(keys.values())
     assert t.entries[keys[0]]["mean"] == pytest.approx(0.1)  # stem: one conv
-    n_convs_row5 = sum(f"features.5/" in n for n in names)
+    n_convs_row5 = sum("features.5/" in n for n in names)
     assert t.entries[keys[5]]["mean"] == pytest.approx(0.1 * n_convs_row5)
     assert t.raw(specs.MOGA_B) == pytest.approx(0.1 * len(names))
 

@@ -175,6 +175,10 @@ def test_url_download_caches_and_verifies(http_dir, tmp_path):
     assert len(cached) == 1 and not list((tmp_path / "cache").rglob("*.part"))
     (root / "c.safetensors").unlink()  # served from the cache now
     moga_zoo.create_model("moga_c", weights=f"{base}/c.safetensors#sha256={digest}")
+    cached[0].write_bytes(b"corrupted")  # a damaged cache entry is fetched again
+    save_file(src.state_dict(), root / "c.safetensors")
+    m = moga_zoo.create_model("moga_c", weights=f"{base}/c.safetensors#sha256={digest}")
+    assert torch.equal(m.classifier.bias, src.classifier.bias)
 
 
 def test_url_with_wrong_sha_leaves_nothing(http_dir, tmp_path):

@@ -32,7 +32,7 @@ def export(model, fmt: str, out_dir: str | Path = "exported", *, weights=None, o
     if dynamic_batch and fmt != "onnx":
         raise ExportError(f"--dynamic-batch applies to onnx only ({fmt} files have a static batch of 1)")
     if opset is not None and fmt != "onnx":
-        raise ExportError(f"--opset applies to onnx only (mace is fixed at opset 13, tflite has none)")
+        raise ExportError("--opset applies to onnx only (mace is fixed at opset 13, tflite has none)")
     if isinstance(model, (str, Path)):
         model = create_model(model, weights=weights)
     model.eval()

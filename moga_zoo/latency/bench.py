@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_path, write_text_atomic
 from ..registry import create_model
 from ..sizes import count
 from .timing import BACKENDS, interleaved, prepare
@@ -136,7 +137,7 @@ def op_breakdown(models: list[str], out_dir: str | Path, *, threads: int = 2, ru
                     op = _category(ev["name"], ev.get("args", {}).get("op_name", "?"))
                     per_op[op] = per_op.get(op, 0.0) + ev["dur"] / 1e3 / runs
             result[name] = {k: round(v, 4) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
-    (out / "breakdown.json").write_text(json.dumps({"threads": threads, "runs": runs, "ms_per_run": result}, indent=1))
+    write_text_atomic(out / "breakdown.json", json.dumps({"threads": threads, "runs": runs, "ms_per_run": result}, indent=1))
     _breakdown_png(result, out / "breakdown.png", threads)
     return result
 
@@ -159,5 +160,6 @@ def _breakdown_png(result: dict, path: Path, threads: int):
     ax.set_title("Latency by operator type")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from ..builder import make_row
+from ..files import write_text_atomic
 from ..sizes import layer_sizes
 from ..specs import MOGA_SKELETON, NUM_CHOICES, Spec, from_choices
 from .table import LatencyTable, TableError, row_keys
@@ -47,15 +48,17 @@ def export_rows(out_dir: str | Path, fmt: str = "tflite", choices=range(NUM_CHOI
             else:
                 raise ValueError(f"unknown row format {fmt!r}; use tflite or onnx")
             files[name] = key
-    manifest = {"format": "moga-zoo-lut-rows", "input_size": size, "options": specs[0].to_dict()["options"],
-                "choices": sorted(set(choices)), "files": files}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     if fmt == "tflite":
-        lines = ["#!/bin/sh", "# Run on a host with adb; benchmark_model must be on the device in /data/local/tmp.",
+        lines = ["#!/bin/sh", "# Run on a host with adb; benchmark_model must be on the device in /data/local/tmp:",
+                 "#   sh run_benchmark_model.sh > phone.log 2>&1",
+                 "#   moga-zoo lut import --tflite-log phone.log --manifest manifest.json --out phone.json",
                  'THREADS="${THREADS:-1}"', "adb push *.tflite /data/local/tmp/ >/dev/null"]
         lines += [f"adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/{f} "
                   f"--num_threads=$THREADS --num_runs=100 --warmup_runs=10" for f in files]
-        (out / "run_benchmark_model.sh").write_text("\n".join(lines) + "\n")
+        write_text_atomic(out / "run_benchmark_model.sh", "\n".join(lines) + "\n")
+    manifest = {"format": "moga-zoo-lut-rows", "input_size": size, "options": specs[0].to_dict()["options"],
+                "choices": sorted(set(choices)), "files": files}
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))  # last: marks the set complete
     return out / "manifest.json"
 
 
