@@ -1,4 +1,4 @@
-"""Single-layer TFLite timings behind two findings in BENCHMARKS.md section 3.
+"""Single-layer TFLite timings behind two findings in BENCHMARKS.md section 4.
 
     python benchmarks/bench_tflite_ops.py [--threads 2] [--runs 200]
 
