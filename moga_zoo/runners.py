@@ -36,8 +36,8 @@ def artifact_info(artifact: str | Path) -> dict:
             if p.key == METADATA_KEY:
                 return json.loads(p.value)
     raise ValueError(f"{artifact} has no sidecar {side.name} (nor ONNX metadata) saying how to "
-                     f"preprocess its input; export it with moga-export or pass --resize/--crop/--mean/--std "
-                     f"and --model for labels")
+                     f"preprocess its input and what its outputs mean; export it with moga-export, or "
+                     f"write that JSON beside it (keys 'preprocess' and 'labels', see an exported sidecar)")
 
 
 class TorchRunner:
