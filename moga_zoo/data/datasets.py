@@ -227,36 +227,40 @@ def _array_samples(images: np.ndarray, labels, prefix: str) -> list[Sample]:
             for i, (img, lab) in enumerate(zip(images, labels))]
 
 
-def _cifar_python(root: Path, split: str) -> Dataset | None:
-    d = root if (root / "batches.meta").exists() else root / "cifar-10-batches-py"
+def _python_batch(path: Path):
+    with open(path, "rb") as f:
+        try:
+            batch = _ArraysOnly(f, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError) as e:
+            raise DatasetError(f"{path}: not a CIFAR-10 python batch ({e})") from e
+    return np.asarray(batch[b"data"], dtype=np.uint8), batch[b"labels"]
+
+
+def _binary_batch(path: Path):
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size % 3073:
+        raise DatasetError(f"{path}: size {raw.size} is not a multiple of 3073-byte CIFAR records")
+    rec = raw.reshape(-1, 3073)
+    return rec[:, 1:], rec[:, 0]
+
+
+# release -> (folder, marker file, batch suffix, reader of (N x 3072 CHW rows, labels))
+_CIFAR_RELEASES = {"python": ("cifar-10-batches-py", "batches.meta", "", _python_batch),
+                   "binary": ("cifar-10-batches-bin", "batches.meta.txt", ".bin", _binary_batch)}
+
+
+def _cifar_release(root: Path, split: str, release: str) -> Dataset | None:
+    folder, marker, suffix, read = _CIFAR_RELEASES[release]
+    d = root if (root / marker).exists() else root / folder
     names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
+    names = [n + suffix for n in names]
     if not all((d / n).is_file() for n in names):
         return None
     samples = []
     for n in names:
-        with open(d / n, "rb") as f:
-            try:
-                batch = _ArraysOnly(f, encoding="bytes").load()
-            except (pickle.UnpicklingError, EOFError) as e:
-                raise DatasetError(f"{d / n}: not a CIFAR-10 python batch ({e})") from e
-        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        samples += _array_samples(data, batch[b"labels"], n)
-    return Dataset(samples, list(CIFAR10_CLASSES), "CIFAR-10 python release")
-
-
-def _cifar_binary(root: Path, split: str) -> Dataset | None:
-    d = root if (root / "batches.meta.txt").exists() else root / "cifar-10-batches-bin"
-    names = ["test_batch.bin"] if split == "test" else [f"data_batch_{i}.bin" for i in range(1, 6)]
-    if not all((d / n).is_file() for n in names):
-        return None
-    samples = []
-    for n in names:
-        raw = np.fromfile(d / n, dtype=np.uint8)
-        if raw.size % 3073:
-            raise DatasetError(f"{d / n}: size {raw.size} is not a multiple of 3073-byte CIFAR records")
-        rec = raw.reshape(-1, 3073)
-        samples += _array_samples(rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), rec[:, 0], n)
-    return Dataset(samples, list(CIFAR10_CLASSES), "CIFAR-10 binary release")
+        rows, labels = read(d / n)
+        samples += _array_samples(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, n)
+    return Dataset(samples, list(CIFAR10_CLASSES), f"CIFAR-10 {release} release")
 
 
 def cifar10(path: str | Path, split: str = "test") -> Dataset:
@@ -265,8 +269,8 @@ def cifar10(path: str | Path, split: str = "test") -> Dataset:
         raise DatasetError(f"CIFAR-10 split must be 'test' or 'train', got {split!r}")
     root = Path(path)
     if root.is_dir():
-        for detect in (_cifar_python, _cifar_binary):
-            ds = detect(root, split)
+        for release in _CIFAR_RELEASES:
+            ds = _cifar_release(root, split, release)
             if ds is not None:
                 return ds
     if root.is_dir() or zipfile.is_zipfile(root):
