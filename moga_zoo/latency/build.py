@@ -35,21 +35,35 @@ def _keras_whole(spec: Spec, size: int):
     return build_keras(spec, size, batch_size=1)
 
 
+def space_specs(choices=range(NUM_CHOICES)) -> list[Spec]:
+    """One network per Table-1 choice (every layer takes it): together they hold every table key
+    of the space restricted to ``choices``."""
+    choices = sorted(set(choices))
+    bad = [c for c in choices if not 0 <= c < NUM_CHOICES]
+    if bad or not choices:
+        raise ValueError(f"choices {bad or choices} are outside Table 1's 0..{NUM_CHOICES - 1}")
+    return [from_choices([c] * len(MOGA_SKELETON), name=f"all_{c}") for c in choices]
+
+
+def unique_rows(specs: list[Spec], size: int = 224):
+    """(key, spec, row index, input C/H/W) once per distinct table key across ``specs``."""
+    seen = set()
+    for spec in specs:
+        for (i, key), sz in zip(row_keys(spec, size), layer_sizes(spec, size)):
+            if key not in seen:
+                seen.add(key)
+                yield key, spec, i, sz.in_shape
+
+
 def row_callables(specs: list[Spec], backend: str, threads: int, workdir: Path, spinning: bool,
                   size: int = 224) -> dict[str, object]:
     """One timed callable per distinct table key across ``specs``."""
     fns = {}
-    for spec in specs:
-        sizes = layer_sizes(spec, size)
-        cin = spec.in_chans
-        for (i, key), sz in zip(row_keys(spec, size), sizes):
-            r = spec.rows[i]
-            if key not in fns:
-                module = make_row(r, sz.in_shape[0], spec.options)
-                keras = _keras_row(spec, i, sz.in_shape) if backend.startswith("tflite") else None
-                fns[key] = prepare(backend, module, sz.in_shape, threads=threads, workdir=workdir,
-                                   name=f"row{len(fns):03d}", spinning=spinning, keras_model=keras)
-            cin = r.c or cin
+    for key, spec, i, in_shape in unique_rows(specs, size):
+        module = make_row(spec.rows[i], in_shape[0], spec.options)
+        keras = _keras_row(spec, i, in_shape) if backend.startswith("tflite") else None
+        fns[key] = prepare(backend, module, in_shape, threads=threads, workdir=workdir,
+                           name=f"row{len(fns):03d}", spinning=spinning, keras_model=keras)
     return fns
 
 
@@ -83,10 +97,7 @@ def build_table(backend: str = "onnxruntime", *, threads: int = 1, spinning: boo
                 choices=range(NUM_CHOICES), calibrate: int = 10, rounds: int = 100, reps: int = 1,
                 size: int = 224, progress: bool = True) -> LatencyTable:
     choices = sorted(set(choices))
-    bad = [c for c in choices if not 0 <= c < NUM_CHOICES]
-    if bad:
-        raise ValueError(f"choices {bad} are outside Table 1's 0..{NUM_CHOICES - 1}")
-    specs = [from_choices([c] * len(MOGA_SKELETON), name=f"all_{c}") for c in choices]
+    specs = space_specs(choices)
     with tempfile.TemporaryDirectory(prefix="moga_lut_") as tmp:
         rows = interleaved(row_callables(specs, backend, threads, Path(tmp), spinning, size),
                            rounds=rounds, reps=reps, progress=progress)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..builder import make_row
 from ..files import write_text_atomic
-from ..sizes import layer_sizes
-from ..specs import MOGA_SKELETON, NUM_CHOICES, Spec, from_choices
+from ..specs import NUM_CHOICES, Spec
+from .build import space_specs, unique_rows
 from .table import LatencyTable, TableError, row_keys
 
 _LOG_PREFIX = re.compile(r"^\s*(?:[IWEF]\s*\S+:\d+\]\s*)?")
@@ -27,27 +27,25 @@ _LOG_PREFIX = re.compile(r"^\s*(?:[IWEF]\s*\S+:\d+\]\s*)?")
 def export_rows(out_dir: str | Path, fmt: str = "tflite", choices=range(NUM_CHOICES), size: int = 224) -> Path:
     """Every table key of the MoGA space as its own file for on-device benchmarking."""
     import torch
+    if fmt not in ("tflite", "onnx"):
+        raise ValueError(f"unknown row format {fmt!r}; use tflite or onnx")
+    choices = sorted(set(choices))
+    specs = space_specs(choices)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [from_choices([c] * len(MOGA_SKELETON)) for c in sorted(set(choices))]
     files = {}
-    for spec in specs:
-        for (i, key), sz in zip(row_keys(spec, size), layer_sizes(spec, size)):
-            if key in files.values():
-                continue
-            name = f"row_{len(files):03d}.{fmt}"
-            if fmt == "tflite":
-                from ..export.keras import row_model
-                from ..export.tflite import convert
-                (out / name).write_bytes(convert(row_model(spec, i, sz.in_shape)))
-            elif fmt == "onnx":
-                import onnx
-                from ..export.onnx import to_onnx
-                module = make_row(spec.rows[i], sz.in_shape[0], spec.options)
-                onnx.save(to_onnx(module, torch.zeros(1, *sz.in_shape), 13), str(out / name))
-            else:
-                raise ValueError(f"unknown row format {fmt!r}; use tflite or onnx")
-            files[name] = key
+    for key, spec, i, in_shape in unique_rows(specs, size):
+        name = f"row_{len(files):03d}.{fmt}"
+        if fmt == "tflite":
+            from ..export.keras import row_model
+            from ..export.tflite import convert
+            (out / name).write_bytes(convert(row_model(spec, i, in_shape)))
+        else:
+            import onnx
+            from ..export.onnx import to_onnx
+            module = make_row(spec.rows[i], in_shape[0], spec.options)
+            onnx.save(to_onnx(module, torch.zeros(1, *in_shape), 13), str(out / name))
+        files[name] = key
     if fmt == "tflite":
         lines = ["#!/bin/sh", "# Run on a host with adb; benchmark_model must be on the device in /data/local/tmp:",
                  "#   sh run_benchmark_model.sh > phone.log 2>&1",
@@ -57,7 +55,7 @@ def export_rows(out_dir: str | Path, fmt: str = "tflite", choices=range(NUM_CHOI
                   f"--num_threads=$THREADS --num_runs=100 --warmup_runs=10" for f in files]
         write_text_atomic(out / "run_benchmark_model.sh", "\n".join(lines) + "\n")
     manifest = {"format": "moga-zoo-lut-rows", "input_size": size, "options": specs[0].to_dict()["options"],
-                "choices": sorted(set(choices)), "files": files}
+                "choices": choices, "files": files}
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1))  # last: marks the set complete
     return out / "manifest.json"
 
