@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,24 +65,21 @@ class ImageSet:
     x: np.ndarray
     source: str
     labels: np.ndarray | None = None
-    names: list[str] = field(default_factory=list)
 
 
-def load_images(images, preprocess: Preprocess, limit: int | None = None) -> ImageSet:
+def load_images(images, preprocess: Preprocess) -> ImageSet:
     """``images``: None (built-in set), a folder/file path, or a list of paths."""
     if images is None:
         pics = built_in_images()
-        return ImageSet(np.stack([preprocess(p) for p in pics]), f"built-in ({len(pics)} drawn images)",
-                        names=[f"builtin_{i}" for i in range(len(pics))])
+        return ImageSet(np.stack([preprocess(p) for p in pics]), f"built-in ({len(pics)} drawn images)")
     files = image_files(images) if isinstance(images, (str, os.PathLike)) else [Path(p) for p in images]
-    files = files[:limit] if limit else files
     from ..data.datasets import _SYNSET_PREFIX, imagenet_synsets
     synsets = {s: i for i, s in enumerate(imagenet_synsets())}
     labels = [synsets.get(m[1]) if (m := _SYNSET_PREFIX.match(f.name)) else None for f in files]
     x = np.stack([preprocess(decode(f)) for f in files])
     src = str(images) if isinstance(images, (str, os.PathLike)) else f"{len(files)} files"
     return ImageSet(x, f"{src} ({len(files)} images)",
-                    np.array(labels) if all(l is not None for l in labels) else None, [f.name for f in files])
+                    np.array(labels) if all(l is not None for l in labels) else None)
 
 
 def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:

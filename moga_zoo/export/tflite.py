@@ -57,7 +57,8 @@ def export_tflite(model, path: str | Path, *, quantize: str | None = None, calib
         raise ExportError(f"unknown quantization {quantize!r}; use fp16 or int8")
     pre = model.pretrained_cfg.preprocess
     cal = load_images(calib, pre) if calib is not None else None
-    ver = load_images(images if images is not None else calib, pre)
+    same = images is None or images is calib  # verifying on the calibration set: decode it once
+    ver = cal if same and cal is not None else load_images(images, pre)
     km = keras_from_torch(model, batch_size=1)
     blob = convert(km, quantize, cal.x if cal is not None else None)
     path = Path(path)
