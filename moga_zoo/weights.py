@@ -120,9 +120,9 @@ def resolve(weights: str | os.PathLike, tags: dict[str, WeightTag], model: str) 
             raise WeightsError(f"{model} weights '{w}' cannot be downloaded. {tag.how_to_get}")
         if tag.source.startswith("package:"):
             path = _from_package(tag.source, tag)
+            _check_sha(path, tag.sha256, f"{model} weights '{w}' ({path})")
         else:
-            path = download(tag.source, tag.sha256)
-        _check_sha(path, tag.sha256, f"{model} weights '{w}' ({path})")
+            path = download(tag.source, tag.sha256)  # verifies its own sha256
         return path, tag
     if w.startswith("hf-hub:"):
         return _from_hf_hub(w[len("hf-hub:"):]), None
