@@ -119,6 +119,7 @@ class InvertedResidual(nn.Module):
                    if row.se else None)
         self.project = ConvBnAct(hidden, row.c, 1, 1, None, opts)
         self.residual = row.op == "ir" and row.s == 1 and cin == row.c
+        self.drop_path = 0.0  # stochastic depth on the residual branch (set by the builder)
 
     def forward(self, x):
         y = x if self.expand is None else self.expand(x)
@@ -126,7 +127,12 @@ class InvertedResidual(nn.Module):
         if self.se is not None:
             y = self.se(y)
         y = self.project(y)
-        return x + y if self.residual else y
+        if not self.residual:
+            return y
+        if self.drop_path and self.training:
+            keep = 1.0 - self.drop_path
+            y = y * (torch.rand(y.shape[0], 1, 1, 1, dtype=y.dtype, device=y.device) < keep) / keep
+        return x + y
 
 
 class ConvAct(nn.Module):

@@ -48,12 +48,17 @@ class SpecNet(nn.Module):
     """
 
     def __init__(self, spec: Spec, *, num_classes: int | None = None, drop_rate: float | None = None,
-                 features_only: bool = False, out_indices: Sequence[int] = (1, 2, 3, 4),
-                 input_size: int = 224):
+                 drop_path_rate: float = 0.0, features_only: bool = False,
+                 out_indices: Sequence[int] = (1, 2, 3, 4), input_size: int | None = None):
         super().__init__()
-        if input_size % 32:
-            raise SpecError(f"input_size must be a multiple of 32 (the network's total stride), "
-                            f"got {input_size}; try {max(32, round(input_size / 32) * 32)}")
+        input_size = input_size or spec.input_size
+        stride = spec.total_stride
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < stride \
+                or input_size % stride:
+            raise SpecError(f"input_size must be a positive multiple of {stride} (the network's total "
+                            f"stride), got {input_size!r}; try {max(stride, round(input_size / stride) * stride)}")
+        if not 0 <= drop_path_rate < 1:
+            raise SpecError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
         self.input_size = input_size
         if num_classes is not None and num_classes != spec.num_classes:
             spec = spec.with_classes(num_classes)
@@ -78,6 +83,10 @@ class SpecNet(nn.Module):
             self.feature_info = [self.feature_info[i] for i in self.out_indices]
             layers = layers[:max(f["index"] for f in self.feature_info) + 1]
         self.features = nn.Sequential(*layers)
+        # stochastic depth grows linearly with depth over the residual blocks (as in timm)
+        residual = [m for m in self.features if isinstance(m, InvertedResidual) and m.residual]
+        for i, m in enumerate(residual):
+            m.drop_path = drop_path_rate * (i + 1) / len(residual)
         if not features_only:
             self.global_pool = nn.AdaptiveAvgPool2d(1)
             head = []

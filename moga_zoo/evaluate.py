@@ -151,6 +151,18 @@ def evaluate(runner, dataset: Dataset, preprocess: Preprocess, *, class_names: l
     return result
 
 
+def _check_head(labels: list[str] | None, classes: list[str]) -> None:
+    """A head that does not predict the data set's classes would report a meaningless figure."""
+    from .data.datasets import _norm
+
+    if labels is not None and [_norm(n) for n in labels] == [_norm(c) for c in classes]:
+        return
+    what = f"{len(labels)} classes ({', '.join(labels[:3])}, ...)" if labels else "outputs with no class names"
+    raise ValueError(f"the model predicts {what}, not the data set's {len(classes)} classes "
+                     f"({', '.join(classes[:3])}, ...): its accuracy here would be meaningless. Use "
+                     f"weights trained on this data (e.g. --weights cifar10)")
+
+
 def evaluate_source(*, model: str | None = None, weights=None, num_classes: int | None = None,
                     backend: str = "torch", artifact: str | Path | None = None,
                     imagenet: str | Path | None = None, cifar10: str | Path | None = None, split: str = "test",
@@ -167,20 +179,16 @@ def evaluate_source(*, model: str | None = None, weights=None, num_classes: int 
     if backend == "torch":
         if model is None:
             raise ValueError("the torch backend needs --model")
-        kw = {"num_classes": num_classes} if num_classes else {}
-        if cifar10 is not None and not num_classes:
-            kw["num_classes"] = 10
-        net = create_model(model, weights=weights, **kw)
+        net = create_model(model, weights=weights, num_classes=num_classes)
         pre = net.pretrained_cfg.preprocess
-        labels = net.pretrained_cfg.label_names() if net.num_classes == 1000 else None
+        labels = net.pretrained_cfg.label_names()
         runner = make_runner("torch", model=net, threads=threads)
     else:
         info = artifact_info(artifact) if artifact is not None else None
         runner = make_runner(backend, artifact=artifact, threads=threads)
         pre = Preprocess(**info["preprocess"])
-        labels = info.get("labels")
-        if labels == "imagenet":
-            labels = PretrainedCfg().label_names()
+        labels = PretrainedCfg(labels=info.get("labels")).label_names() if isinstance(info.get("labels"), str) \
+            else info.get("labels")
     pre = pre.override(**(overrides or {}))
     if imagenet is not None:
         ds = datasets.imagenet(imagenet)
@@ -188,6 +196,7 @@ def evaluate_source(*, model: str | None = None, weights=None, num_classes: int 
     elif cifar10 is not None:
         ds = datasets.cifar10(cifar10, split)
         names = ds.classes
+        _check_head(labels, ds.classes)
     else:
         if labels is None:
             raise ValueError("--data matches class folders to the model's label names, and this "

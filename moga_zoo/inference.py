@@ -27,7 +27,7 @@ def default_image() -> Path:
 def predict(model: torch.nn.Module, images, topk: int = 5) -> list[dict]:
     """Top-k classes with probabilities for each image (paths or PIL images)."""
     cfg = model.pretrained_cfg
-    labels = cfg.label_names() if model.num_classes == 1000 else None
+    labels = cfg.label_names()
     model.eval()
     out = []
     for img in images:

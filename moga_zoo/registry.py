@@ -2,37 +2,61 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import specs
 from .builder import SpecNet
 from .data import Preprocess, imagenet_classes
+from .data.datasets import CIFAR10_CLASSES
 from .specs import Spec, SpecError
-from .weights import WeightTag, load_weights
+from .weights import WeightsError, WeightTag, load_weights, read_hub_config
+
+
+LABEL_SETS = {"imagenet": lambda: [name for _, name in imagenet_classes()],
+              "cifar10": lambda: list(CIFAR10_CLASSES)}
 
 
 @dataclass(frozen=True)
 class PretrainedCfg:
     """What a user needs beside the module: how to prepare images, what the outputs mean, which
-    weights exist and what they were measured to do."""
+    weights exist and what they were measured to do. A model built with a weight tag carries
+    that tag's config (``for_weights``), as torchvision's ``Weights`` do."""
 
     preprocess: Preprocess = Preprocess()  # the official MoGA evaluation
-    labels: str = "imagenet"
+    labels: str | tuple[str, ...] | None = "imagenet"  # a LABEL_SETS name, explicit names, or None
     weights: dict[str, WeightTag] = field(default_factory=dict)
     paper: dict = field(default_factory=dict)
+    tag: str | None = None  # the weight tag this config describes
 
     def transforms(self) -> Preprocess:
         return self.preprocess
 
-    def label_names(self) -> list[str]:
-        if self.labels != "imagenet":
-            raise ValueError(f"unknown label set {self.labels!r}")
-        return [name for _, name in imagenet_classes()]
+    def label_names(self) -> list[str] | None:
+        """Output index -> class name, or None when the outputs have no names (a new head)."""
+        if self.labels is None or isinstance(self.labels, tuple):
+            return list(self.labels) if self.labels is not None else None
+        if self.labels not in LABEL_SETS:
+            raise ValueError(f"unknown label set {self.labels!r}; known: {', '.join(LABEL_SETS)}")
+        return LABEL_SETS[self.labels]()
+
+    def for_weights(self, tag: WeightTag | None, num_classes: int) -> "PretrainedCfg":
+        """This config as a model with ``tag``'s weights and ``num_classes`` outputs sees it:
+        the tag's preprocessing and labels; no label names when the head has another size."""
+        cfg = self
+        if tag is not None:
+            cfg = replace(cfg, preprocess=tag.preprocess or cfg.preprocess, labels=tag.labels, tag=tag.tag)
+        names = cfg.label_names()
+        if names is not None and len(names) != num_classes:
+            cfg = replace(cfg, labels=None)
+        return cfg
 
     def to_dict(self) -> dict:
-        return {"preprocess": self.preprocess.to_dict(), "labels": self.labels,
-                "weights": {t: {"source": w.source, "sha256": w.sha256, "meta": w.meta}
+        return {"preprocess": self.preprocess.to_dict(),
+                "labels": list(self.labels) if isinstance(self.labels, tuple) else self.labels,
+                "tag": self.tag,
+                "weights": {t: {"source": w.source, "sha256": w.sha256, "form": w.form,
+                                "available": w.source is not None, "meta": w.meta}
                             for t, w in self.weights.items()},
                 "paper": self.paper}
 
@@ -53,6 +77,14 @@ def register_model(spec: Spec, cfg: PretrainedCfg, description: str) -> None:
     _REGISTRY[spec.name] = ModelEntry(spec, cfg, description)
 
 
+def add_weight_tag(name: str, tag: WeightTag) -> None:
+    """Register another weight set of a registered model (e.g. from ``weights/manifest.json``)."""
+    e = get_entry(name)
+    if tag.tag in e.cfg.weights:
+        raise ValueError(f"{name} already has weights {tag.tag!r}")
+    _REGISTRY[name] = replace(e, cfg=replace(e.cfg, weights={**e.cfg.weights, tag.tag: tag}))
+
+
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -69,28 +101,63 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     return get_entry(name).cfg
 
 
-def resolve_model(name_or_spec_file: str | os.PathLike) -> ModelEntry:
-    """A registered name, or a JSON spec file (e.g. written by the search)."""
-    key = os.fspath(name_or_spec_file)
+def resolve_model(model: str | os.PathLike | Spec) -> ModelEntry:
+    """A registered name, a ``Spec`` (e.g. from ``specs.from_choices``) or a JSON spec file
+    (e.g. written by the search)."""
+    if isinstance(model, Spec):
+        entry = _REGISTRY.get(model.name)
+        cfg = entry.cfg if entry is not None and entry.spec == model else PretrainedCfg(labels=None)
+        return ModelEntry(model, cfg, f"spec {model.name}")
+    key = os.fspath(model)
     if key in _REGISTRY:
         return _REGISTRY[key]
     if key.endswith(".json") or Path(key).is_file():
         spec = specs.load_spec(key)
-        return ModelEntry(spec, PretrainedCfg(), f"spec file {key}")
+        return ModelEntry(spec, PretrainedCfg(labels=None), f"spec file {key}")
     return get_entry(key)
 
 
-def create_model(name_or_spec_file: str | os.PathLike, *, weights=None, num_classes: int = 1000,
+def create_model(model: str | os.PathLike | Spec, *, weights=None, num_classes: int | None = None,
                  **kwargs) -> SpecNet:
-    """Build a registered model or a spec file; ``weights`` is a tag, a local file,
-    ``hf-hub:owner/repo[@rev]`` or an http(s) URL. Other kwargs go to ``SpecNet``."""
-    entry = resolve_model(name_or_spec_file)
-    model = SpecNet(entry.spec, num_classes=num_classes, **kwargs)
-    model.pretrained_cfg = entry.cfg
-    model.weights_info = None
+    """Build a network, optionally with weights.
+
+    Args:
+        model: a registered name, a ``Spec``, a JSON spec file, or ``hf-hub:owner/repo`` (a
+            folder written by ``moga-zoo push``: its ``config.json`` gives spec, preprocessing
+            and labels).
+        weights: a registered tag of the model (``list_models``/``moga-zoo list`` show which are
+            available), a local .safetensors/.pth file, ``hf-hub:owner/repo[@rev]`` or an http(s)
+            URL. A tag decides the spec's form (a ``cifar10`` tag builds the 32x32, 10-class
+            form), the preprocessing and the label names.
+        num_classes: outputs; default the spec's (or the weights') own. Another count gives a
+            new, untrained classifier and no label names.
+        **kwargs: ``SpecNet`` options (drop_rate, drop_path_rate, features_only, out_indices,
+            input_size).
+    """
+    if isinstance(model, str) and model.startswith("hf-hub:"):
+        if weights is not None:
+            raise WeightsError(f"{model} names a Hub repo with its own weights; drop weights={weights!r}")
+        model, weights = None, model
+    hub = read_hub_config(weights) if isinstance(weights, str) and weights.startswith("hf-hub:") else None
+    if hub is not None:
+        entry = ModelEntry(hub["spec"], PretrainedCfg(preprocess=hub["preprocess"], labels=hub["labels"]),
+                           f"hf-hub model {weights}")
+        if model is not None and resolve_model(model).spec.name not in (hub["spec"].name, hub["base"]):
+            raise WeightsError(f"{weights} holds weights of {hub['spec'].name}, not of {model}")
+    elif model is None:
+        raise WeightsError(f"{weights} has no config.json saying which network it is: pass the model "
+                           f"too, create_model(NAME, weights={weights!r})")
+    else:
+        entry = resolve_model(model)
+    tag = entry.cfg.weights.get(os.fspath(weights)) if isinstance(weights, (str, os.PathLike)) else None
+    spec = specs.FORMS[tag.form](entry.spec) if tag is not None else entry.spec
+    model_ = SpecNet(spec, num_classes=num_classes, **kwargs)
+    model_.pretrained_cfg = entry.cfg.for_weights(tag, model_.num_classes if not model_.features_only
+                                                  else spec.num_classes)
+    model_.weights_info = None
     if weights is not None:
-        model.weights_info = load_weights(model, weights, entry.cfg.weights)
-    return model
+        model_.weights_info = load_weights(model_, weights, entry.cfg.weights)
+    return model_
 
 
 # --- the registered models -----------------------------------------------------------------

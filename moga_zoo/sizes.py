@@ -30,7 +30,9 @@ def _bn(c: int) -> int:
     return 2 * c  # trainable affine only; running stats are buffers
 
 
-def layer_sizes(spec: Spec, input_size: int = 224) -> list[LayerSize]:
+def layer_sizes(spec: Spec, input_size: int | None = None) -> list[LayerSize]:
+    """Per-row shapes, params and MACs at ``input_size`` (default: the spec's own)."""
+    input_size = input_size or spec.input_size
     o = spec.options
     c, h, w = spec.in_chans, input_size, input_size
     out = []
@@ -71,7 +73,7 @@ def layer_sizes(spec: Spec, input_size: int = 224) -> list[LayerSize]:
     return out
 
 
-def count(spec: Spec, input_size: int = 224) -> tuple[int, int]:
+def count(spec: Spec, input_size: int | None = None) -> tuple[int, int]:
     """(params, MACs) of the whole network."""
     sizes = layer_sizes(spec, input_size)
     return sum(s.params for s in sizes), sum(s.macs for s in sizes)

@@ -6,6 +6,7 @@ consumes these rows, so an architecture fact is written exactly once, here.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -76,6 +77,7 @@ class Spec:
     rows: tuple[Row, ...]
     options: Options = field(default_factory=Options)
     in_chans: int = 3
+    input_size: int = 224  # the resolution the network is meant for (sizes, exports, tables)
 
     def __post_init__(self):
         object.__setattr__(self, "rows", tuple(self.rows))
@@ -84,6 +86,10 @@ class Spec:
     @property
     def num_classes(self) -> int:
         return self.rows[-1].c
+
+    @property
+    def total_stride(self) -> int:
+        return math.prod(r.s for r in self.rows)
 
     def with_classes(self, num_classes: int) -> "Spec":
         rows = self.rows[:-1] + (replace(self.rows[-1], c=num_classes),)
@@ -96,7 +102,7 @@ class Spec:
             d = {f.name: getattr(r, f.name) for f in fields(Row)
                  if getattr(r, f.name) != getattr(defaults, f.name) or f.name in ("op", "c")}
             rows.append(d)
-        return {"name": self.name, "in_chans": self.in_chans,
+        return {"name": self.name, "in_chans": self.in_chans, "input_size": self.input_size,
                 "options": asdict(self.options), "rows": rows}
 
     def to_json(self, **kw) -> str:
@@ -122,6 +128,8 @@ def validate(spec: Spec) -> None:
                         f"use one of {', '.join(ACTIVATIONS)}")
     if not spec.rows:
         raise SpecError(f"spec {spec.name!r} has no rows")
+    if isinstance(spec.in_chans, bool) or not isinstance(spec.in_chans, int) or spec.in_chans < 1:
+        raise SpecError(f"field 'in_chans': expected a positive integer, got {spec.in_chans!r}")
     cin, pooled = spec.in_chans, False
     for i, r in enumerate(spec.rows):
         if r.op not in OPS:
@@ -169,6 +177,11 @@ def validate(spec: Spec) -> None:
         raise SpecError(f"spec {spec.name!r}: the last row must be 'fc' (the classifier)")
     if not pooled:
         raise SpecError(f"spec {spec.name!r}: a 'pool' row must come before the classifier")
+    stride = spec.total_stride
+    if isinstance(spec.input_size, bool) or not isinstance(spec.input_size, int) \
+            or spec.input_size < stride or spec.input_size % stride:
+        raise SpecError(f"field 'input_size': expected a positive multiple of the network's total "
+                        f"stride {stride}, got {spec.input_size!r}")
 
 
 # --- MoGA search space (paper Table 1) -------------------------------------------------
@@ -217,13 +230,39 @@ def from_choices(choices: Sequence[int], name: str = "moga_custom", num_classes:
     return Spec(name, MOGA_STEM + tuple(rows) + head)
 
 
+def for_cifar10(spec: Spec, num_classes: int = 10) -> Spec:
+    """The 32x32 (CIFAR-10) form of a network: the stem's stride 2 becomes 1 and the input 32.
+
+    A 224 network shrinks its input 32-fold; at 32x32 that would leave a 1x1 map after the
+    fourth stage. With the stem at stride 1 the 14 searchable layers keep their own strides and
+    see the same relative map sizes as at 112x112 (2x2 at the end), so the CIFAR form of a MoGA
+    network is still its Table-1 choice vector. Training and the CIFAR-10 search share this form.
+    """
+    first = spec.rows[0]
+    if first.op != "conv" or first.s != 2:
+        raise SpecError(f"spec {spec.name!r}: the CIFAR-10 form sets the stem convolution's stride "
+                        f"2 to 1, but row 0 is {first.op!r} with stride {first.s}")
+    if spec.input_size != 224:
+        raise SpecError(f"spec {spec.name!r} is already a {spec.input_size}x{spec.input_size} form")
+    rows = (replace(first, s=1),) + spec.rows[1:-1] + (replace(spec.rows[-1], c=num_classes),)
+    return replace(spec, name=f"{spec.name}_cifar10", rows=rows, input_size=32)
+
+
+FORMS = {"imagenet": lambda spec: spec, "cifar10": for_cifar10}  # spec transforms weight tags name
+
+
+def _moga_stems() -> tuple[tuple[Row, ...], ...]:
+    return MOGA_STEM, (replace(MOGA_STEM[0], s=1),) + MOGA_STEM[1:]
+
+
 def to_choices(spec: Spec) -> list[int]:
-    """Spec -> choice vector; fails naming the row when the spec leaves the MoGA search space."""
+    """Spec -> choice vector (the 224 or the CIFAR-10 form); fails naming the row when the spec
+    leaves the MoGA search space."""
     idx = _searchable(spec)
     if len(idx) != len(MOGA_SKELETON):
         raise SpecError(f"spec {spec.name!r} has {len(idx)} ir rows; the MoGA skeleton has "
                         f"{len(MOGA_SKELETON)}")
-    if spec.rows[:idx[0]] != MOGA_STEM or spec.rows[idx[-1] + 1:-1] != MOGA_HEAD[:-1] \
+    if spec.rows[:idx[0]] not in _moga_stems() or spec.rows[idx[-1] + 1:-1] != MOGA_HEAD[:-1] \
             or spec.options != Options():
         raise SpecError(f"spec {spec.name!r}: stem, head or options differ from the MoGA skeleton")
     out = []
@@ -377,7 +416,7 @@ def spec_from_dict(d: dict, default_name: str = "custom") -> Spec:
     if unknown:
         raise SpecError(f"options: unknown field(s) {', '.join(sorted(unknown))}")
     return Spec(d.get("name", default_name), tuple(_row_from(r, i) for i, r in enumerate(d["rows"])),
-                Options(**opts), d.get("in_chans", 3))
+                Options(**opts), d.get("in_chans", 3), d.get("input_size", 224))
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -13,8 +13,9 @@ def _shape(c: int, h: int, w: int) -> str:
     return f"{h}x{w}x{c}" if h != w else f"{h}^2x{c}"
 
 
-def describe(spec: Spec, input_size: int = 224) -> dict:
+def describe(spec: Spec, input_size: int | None = None) -> dict:
     """Rows with input shape, op, t/exp, c, SE, NL, s, params, MACs; totals and feature levels."""
+    input_size = input_size or spec.input_size
     sizes = layer_sizes(spec, input_size)
     layers = []
     for r, sz in zip(spec.rows, sizes):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import urllib.parse
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .adapters import detect_layout, remap
+from .data.preprocess import Preprocess
 from .files import atomic_path, sha256_file
 
 
@@ -23,14 +25,23 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class WeightTag:
-    """A named weight set. ``source`` is ``package:<module>/<path>``, a URL, or None when the file
-    cannot be fetched (``how_to_get`` then explains how to obtain it)."""
+    """A named weight set and what it needs beside the file (torchvision's ``Weights``).
+
+    ``source`` is ``package:<module>/<path>``, ``repo:<path in this project>`` (the trained
+    weights in ``weights/``), ``hf-hub:owner/repo[@rev]``, an http(s) URL, or None when the file
+    cannot be fetched (``how_to_get`` then explains how to obtain it). ``form`` names the spec
+    transform the weights were trained for (``specs.FORMS``: ``imagenet`` = the spec as written,
+    ``cifar10`` = its 32x32 form); ``preprocess`` and ``labels`` override the model's defaults.
+    """
 
     tag: str
     source: str | None
     sha256: str | None = None
     how_to_get: str = ""
     meta: dict = field(default_factory=dict)
+    form: str = "imagenet"
+    preprocess: Preprocess | None = None
+    labels: str | tuple[str, ...] | None = "imagenet"
 
 
 def cache_dir() -> Path:
@@ -111,8 +122,49 @@ def _from_hf_hub(ref: str) -> Path:
                        f"the local cache ({'; '.join(errors)}). Offline, fetch it once online first")
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _from_repo(source: str, tag: WeightTag) -> Path:
+    path = PROJECT_ROOT / source[len("repo:"):]
+    if not path.is_file():
+        raise WeightsError(f"weights '{tag.tag}' live in this project's {source[len('repo:'):]}, which "
+                           f"is not here ({path}): install moga-zoo from a clone (pip install -e .) or "
+                           f"load it through torch.hub, or pass the file's path")
+    return path
+
+
+def read_hub_config(ref: str) -> dict | None:
+    """The ``config.json`` of an ``hf-hub:`` repo written by ``moga-zoo push`` (spec,
+    preprocessing, labels), or None when the repo has none (plain weights)."""
+    from .specs import SpecError, spec_from_dict
+
+    repo, _, rev = ref[len("hf-hub:"):].partition("@")
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    except ImportError:
+        raise WeightsError("hf-hub weights need huggingface_hub: pip install 'moga-zoo[hub]'") from None
+    try:
+        path = huggingface_hub.hf_hub_download(repo, "config.json", revision=rev or None)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return None
+    except Exception as e:
+        raise WeightsError(f"{ref}: {e}") from e
+    try:
+        cfg = json.loads(Path(path).read_text())
+        spec = spec_from_dict(cfg["spec"])
+        labels = cfg.get("labels")
+        return {"spec": spec, "base": cfg.get("model"), "preprocess": Preprocess(**cfg["preprocess"]),
+                "labels": tuple(labels) if isinstance(labels, list) else labels, "raw": cfg}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, SpecError) as e:
+        raise WeightsError(f"{ref}: config.json is not a moga-zoo model config ({type(e).__name__}: {e}); "
+                           f"write it with moga-zoo push") from None
+
+
 def resolve(weights: str | os.PathLike, tags: dict[str, WeightTag], model: str) -> tuple[Path, WeightTag | None]:
-    """Any weights argument -> a local file (plus the tag it came from, if any)."""
+    """Any weights argument -> a local file (plus the tag it came from, if any). Every tag's
+    file, whatever its source, is checked against the tag's sha256 here."""
     w = os.fspath(weights)
     if w in tags:
         tag = tags[w]
@@ -120,9 +172,13 @@ def resolve(weights: str | os.PathLike, tags: dict[str, WeightTag], model: str) 
             raise WeightsError(f"{model} weights '{w}' cannot be downloaded. {tag.how_to_get}")
         if tag.source.startswith("package:"):
             path = _from_package(tag.source, tag)
-            _check_sha(path, tag.sha256, f"{model} weights '{w}' ({path})")
+        elif tag.source.startswith("repo:"):
+            path = _from_repo(tag.source, tag)
+        elif tag.source.startswith("hf-hub:"):
+            path = _from_hf_hub(tag.source[len("hf-hub:"):])
         else:
-            path = download(tag.source, tag.sha256)  # verifies its own sha256
+            return download(tag.source, tag.sha256), tag  # verified while downloading
+        _check_sha(path, tag.sha256, f"{model} weights '{w}' ({path})")
         return path, tag
     if w.startswith("hf-hub:"):
         return _from_hf_hub(w[len("hf-hub:"):]), None

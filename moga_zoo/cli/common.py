@@ -7,9 +7,12 @@ from ..data.datasets import DatasetError
 from ..export.common import ExportError
 from ..latency.table import TableError
 from ..specs import SpecError
+from ..search.nsga import SearchError
+from ..train.loop import TrainError
 from ..weights import WeightsError
 
-EXPECTED = (SpecError, WeightsError, DatasetError, ExportError, TableError, FileNotFoundError, ValueError)
+EXPECTED = (SpecError, WeightsError, DatasetError, ExportError, TableError, TrainError, SearchError,
+            FileNotFoundError, ValueError)
 
 
 def run(parser, argv=None) -> int:

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("info", help="Table-2-style per-layer table of a model or spec file")
     s.add_argument("model", help="registered name or spec .json file")
-    s.add_argument("--input-size", type=int, default=224)
+    s.add_argument("--input-size", type=int, help="default: the spec's own (224, or 32 for CIFAR-10 forms)")
     s.add_argument("--num-classes", type=int)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_info)
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_predict)
     from ..latency.cli import add_subcommands
     add_subcommands(sub)
+    from . import search, train
+    train.add_subcommands(sub)
+    search.add_subcommands(sub)
     return p
 
 

@@ -128,7 +128,7 @@ def provenance(model, fmt: str, input_info: dict, extra: dict) -> dict:
     return {"format": fmt, "model": model.spec.name, "spec": model.spec.to_dict(),
             "weights": w.get("weights"), "weights_sha256": w.get("sha256"),
             "preprocess": cfg.preprocess.to_dict(),
-            "labels": cfg.labels if model.num_classes == 1000 else None,
+            "labels": cfg.to_dict()["labels"],
             "num_classes": model.num_classes, "input": input_info, **extra, "versions": versions()}
 
 

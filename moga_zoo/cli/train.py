@@ -1,0 +1,79 @@
+"""``moga-zoo train``: stand-alone training with a named recipe and per-option overrides."""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..train.recipes import OPTIMIZERS, RECIPES, SCHEDULES
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from ..data.augment import Augment
+    from ..train.loop import Interrupted
+    from ..train.run import default_command, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = RECIPES[args.recipe]
+    aug = base.augment
+    if args.cutout is not None or args.no_flip:
+        aug = Augment(aug.pad, flip=not args.no_flip, cutout=args.cutout if args.cutout is not None else aug.cutout)
+    recipe = base.override(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                           weight_decay=args.weight_decay, schedule=args.schedule,
+                           warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                           dropout=args.dropout, drop_path=args.drop_path, ema_decay=args.ema_decay,
+                           grad_clip=args.grad_clip, augment=aug)
+    try:
+        result = train(args.model, cifar10=args.cifar10, out=args.out, recipe=recipe, resume=args.resume,
+                       val_size=args.val_size, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
+                       checkpoint_steps=args.checkpoint_steps,
+                       micro_batches=args.micro_batches, workers=args.workers, command=default_command())
+    except Interrupted as e:
+        print(f"moga-zoo train: {e}. Continue with the same command and --resume", file=sys.stderr)
+        return 130
+    if result:
+        print(json.dumps(result, indent=2) if args.json else
+              f"{result['spec']}: top-1 {result['final']['val_top1']:.2f}% on {result['eval_set']} after "
+              f"{result['epochs']} epochs ({result['wall_seconds'] / 60:.0f} min); weights in {args.out}")
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    s = sub.add_parser("train", help="train a model (CIFAR-10 on CPU; torchrun for several processes)",
+                       description="Train a registered model or spec file. A 224 spec trains in its "
+                                   "CIFAR-10 form (stem stride 1, 32x32 input, 10 classes).")
+    s.add_argument("--model", required=True, help="registered name or spec .json")
+    s.add_argument("--cifar10", metavar="PATH", required=True,
+                   help="CIFAR-10: python/binary release, <split>/<class>/ folders, or a zip of them")
+    s.add_argument("--out", required=True, help="run folder: checkpoint, logs, curve, weights")
+    s.add_argument("--recipe", choices=sorted(RECIPES), default="cifar10",
+                   help="named recipe; the options below override its fields")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out")
+    r = s.add_argument_group("recipe overrides")
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--batch-size", type=int, help="global batch (split over torchrun processes)")
+    r.add_argument("--optimizer", choices=OPTIMIZERS)
+    r.add_argument("--lr", type=float, help="peak learning rate for the global batch")
+    r.add_argument("--schedule", choices=SCHEDULES)
+    r.add_argument("--warmup-epochs", type=float)
+    r.add_argument("--weight-decay", type=float, help="not applied to BN parameters or biases")
+    r.add_argument("--label-smoothing", type=float)
+    r.add_argument("--dropout", type=float)
+    r.add_argument("--drop-path", type=float, help="stochastic depth rate of the last block")
+    r.add_argument("--ema-decay", type=float, help="EMA of weights (0 disables)")
+    r.add_argument("--grad-clip", type=float)
+    r.add_argument("--cutout", type=int, help="Cutout square size in pixels (0 disables)")
+    r.add_argument("--no-flip", action="store_true")
+    s.add_argument("--val-size", type=int, default=0,
+                   help="hold this many training images out for the curve (default 0: the test split)")
+    s.add_argument("--micro-batches", type=int, default=1, help="accumulate each batch in N parts")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, help="torch compute threads")
+    s.add_argument("--workers", type=int, default=2, help="decoding threads")
+    s.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="the most work a crash (kill -9, power loss) can lose")
+    s.add_argument("--checkpoint-steps", type=int, help="also checkpoint every N optimizer steps")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_train)

@@ -1,0 +1,146 @@
+"""Batches for training: which samples and which augmentation a step gets is a pure function of
+(seed, epoch, step), so a resumed run, or a second process, sees exactly the same batches.
+
+Small sets (CIFAR-10) are decoded once into one uint8 array and augmented per batch with numpy;
+large sets (ImageNet) are decoded per batch in threads with a random-resized crop.
+"""
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .augment import Augment
+from .datasets import Dataset, DatasetError, read_bytes
+from .preprocess import Preprocess, decode
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # N, C, H, W float32, normalized
+    y: torch.Tensor  # N int64
+
+
+def decode_all(ds: Dataset, size: int, workers: int = 2, progress: bool | None = None) -> np.ndarray:
+    """Every image of ``ds`` as one N x size x size x 3 uint8 array (resized if it differs).
+
+    Unreadable images fail here, naming the file: a training set with holes would silently change
+    what the network learns.
+    """
+    from tqdm import tqdm
+
+    def load(sample):
+        try:
+            im = decode(read_bytes(sample.open()))
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DatasetError(f"cannot decode training image {sample.name}: {e}") from e
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+    out = np.empty((len(ds), size, size, 3), np.uint8)
+    with ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(total=len(ds), unit="img", desc="decoding", file=sys.stderr,
+                 disable=(not progress) if progress is not None else None) as bar:
+        for i, arr in enumerate(pool.map(load, ds.samples, chunksize=256)):
+            out[i] = arr
+            bar.update(1)
+    return out
+
+
+@dataclass
+class InMemorySet:
+    """A decoded labelled set: ``images`` N x H x W x 3 uint8, ``labels`` N int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+
+    def __post_init__(self):
+        if len(self.images) != len(self.labels):
+            raise DatasetError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise DatasetError(f"labels must lie in 0..{len(self.classes) - 1}, found "
+                               f"{int(self.labels.min())}..{int(self.labels.max())}")
+
+    def __len__(self):
+        return len(self.labels)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, size: int, **kw) -> "InMemorySet":
+        return cls(decode_all(ds, size, **kw), np.array([s.label for s in ds.samples], np.int64),
+                   list(ds.classes))
+
+    def subset(self, index: np.ndarray) -> "InMemorySet":
+        return InMemorySet(self.images[index], self.labels[index], self.classes)
+
+    def split(self, n_val: int, seed: int) -> tuple["InMemorySet", "InMemorySet", np.ndarray]:
+        """A seeded, class-balanced held-out part: (train, val, val indices into this set)."""
+        if not 0 <= n_val < len(self):
+            raise DatasetError(f"validation size {n_val} must be in 0..{len(self) - 1}")
+        rng = np.random.default_rng([seed, 0x5EA1])
+        per_class = [rng.permutation(np.flatnonzero(self.labels == c)) for c in range(len(self.classes))]
+        take, k = [], 0
+        while len(take) < n_val:  # round-robin over classes keeps the split balanced
+            for idx in per_class:
+                if k < len(idx) and len(take) < n_val:
+                    take.append(idx[k])
+            k += 1
+        val = np.sort(np.array(take, np.int64))
+        mask = np.ones(len(self), bool)
+        mask[val] = False
+        return self.subset(np.flatnonzero(mask)), self.subset(val), val
+
+
+def normalize_batch(images: np.ndarray, pre: Preprocess) -> torch.Tensor:
+    """N x H x W x 3 uint8 -> N x 3 x H x W float32, normalized as ``pre`` says."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().mul_(1 / 255)
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
+
+
+class TrainLoader:
+    """Seeded shuffled batches of an ``InMemorySet`` with ``augment`` applied per batch.
+
+    With ``world`` > 1 each rank takes its contiguous share of every global batch, so the union
+    over ranks is exactly the 1-process batch. The last incomplete batch of an epoch is dropped
+    (every step has the same size, which BN and the 1-vs-2-process equality need).
+    """
+
+    def __init__(self, data: InMemorySet, batch_size: int, augment: Augment, pre: Preprocess, *,
+                 seed: int = 0, rank: int = 0, world: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} must be divisible by the {world} processes")
+        if len(data) < batch_size:
+            raise DatasetError(f"{len(data)} training images are fewer than one batch of {batch_size}")
+        self.data, self.batch_size, self.augment, self.pre = data, batch_size, augment, pre
+        self.seed, self.rank, self.world = seed, rank, world
+
+    def __len__(self):
+        return len(self.data) // self.batch_size
+
+    def batch(self, epoch: int, step: int) -> Batch:
+        if not 0 <= step < len(self):
+            raise IndexError(f"step {step} outside an epoch of {len(self)} steps")
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+        idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+        share = self.batch_size // self.world
+        rng = np.random.default_rng([self.seed, epoch, step])
+        images = self.augment(self.data.images[idx], rng)  # whole global batch: same draws on every rank
+        lo = self.rank * share
+        return Batch(normalize_batch(images[lo:lo + share], self.pre),
+                     torch.from_numpy(self.data.labels[idx][lo:lo + share]))
+
+
+def eval_batches(data: InMemorySet, pre: Preprocess, batch_size: int = 500):
+    """Deterministic, unaugmented batches over the whole set (the last one may be short)."""
+    for i in range(0, len(data), batch_size):
+        yield Batch(normalize_batch(data.images[i:i + batch_size], pre),
+                    torch.from_numpy(data.labels[i:i + batch_size]))
