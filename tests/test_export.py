@@ -148,13 +148,16 @@ def test_mace_export_is_clean(name, tmp_path):
     info = export(name, "mace", tmp_path)
     path = tmp_path / f"{name}.mace.onnx"
     m = onnx.load(str(path))
-    assert check_mace(path) == [] and m.ir_version <= 7 and m.opset_import[0].version == 13
-    assert {n.op_type for n in m.graph.node} <= {"Conv", "Relu", "HardSigmoid", "Mul", "Add", "GlobalAveragePool",
+    assert check_mace(path, "gpu") == [] and m.ir_version <= 7 and m.opset_import[0].version == 13
+    assert {n.op_type for n in m.graph.node} == {"Conv", "Relu", "Clip", "Mul", "Add", "GlobalAveragePool",
                                                  "Flatten", "Gemm"}
+    scalars = {i.name: float(onnx.numpy_helper.to_array(i)) for i in m.graph.initializer if not i.dims}
     for n in m.graph.node:
-        if n.op_type == "HardSigmoid":
-            a = {x.name: x.f for x in n.attribute}
-            assert a.get("alpha") == pytest.approx(1 / 6) and a.get("beta", 0.5) == pytest.approx(0.5)
+        if n.op_type == "Clip":  # MACE turns Clip(min 0) into RELUX, fused or standalone, on every runtime
+            assert [scalars[x] for x in n.input[1:]] == [0.0, 6.0]
+        if n.op_type in ("Add", "Mul") and any(x in scalars for x in n.input):
+            assert [scalars[x] for x in n.input if x in scalars][0] == pytest.approx(3.0 if n.op_type == "Add" else 1 / 6)
+    assert info["verification"]["max_abs_err"] <= 1e-4 * max(1.0, info["verification"]["ref_max_abs"])
     yml = (tmp_path / f"{name}.yml").read_text()
     assert f'model_sha256_checksum: "{info["sha256"]}"' in yml
     committed = reference_descriptors()[f"{name}.yml"]
@@ -196,3 +199,64 @@ def test_mace_checker_lists_every_violation(tmp_path, capsys):
     assert "axes given as an input" in text
     assert export_main(["--check-mace", str(tmp_path / "bad.onnx")]) == 1
     assert "problem(s)" in capsys.readouterr().out
+
+
+def test_hardsigmoid_graph_fails_the_gpu_check_and_the_new_graph_passes(tmp_path):
+    """The finding of issue 12: MACE's OpenCL runtime has no HardSigmoid activation."""
+    from moga_zoo.export.mace import check_mace, mace_graph
+    from moga_zoo.export.onnx import graph
+    m = moga_zoo.create_model("moga_c").eval()
+    old = graph(m, 13, False, 224)
+    old.ir_version = 7
+    onnx.save(old, tmp_path / "old.mace.onnx")
+    gpu = check_mace(tmp_path / "old.mace.onnx", "gpu")
+    assert gpu and all("HARDSIGMOID" in p and "mace/ops/common/utils.cc" in p for p in gpu)
+    assert check_mace(tmp_path / "old.mace.onnx", "cpu+gpu") == gpu
+    assert check_mace(tmp_path / "old.mace.onnx", "cpu") == []
+    assert export_main(["--check-mace", str(tmp_path / "old.mace.onnx"), "--runtime", "gpu"]) == 1
+    assert export_main(["--check-mace", str(tmp_path / "old.mace.onnx"), "--runtime", "cpu"]) == 0
+    new = mace_graph(m, "gpu")
+    assert check_mace(new, "gpu") == [] and "HardSigmoid" not in {n.op_type for n in new.graph.node}
+    assert "HardSigmoid" in {n.op_type for n in mace_graph(m, "cpu").graph.node}  # the CPU keeps the fused op
+
+
+def test_mace_cpu_runtime_export_keeps_hardsigmoid(tmp_path):
+    from moga_zoo.export.mace import Deployment
+    info = export("moga_c", "mace", tmp_path, deploy=Deployment(runtime="cpu"))
+    assert "HardSigmoid" in info["ops"] and "Clip" not in info["ops"]
+    assert "runtime: cpu\n" in (tmp_path / "moga_c.yml").read_text()
+
+
+def test_gpu_rules_name_their_mace_source():
+    from moga_zoo.export.mace import check_mace
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])
+    y = h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)
+    g = h.make_graph(
+        [h.make_node("Conv", ["x", "w"], ["y"], name="dw_x2", group=4),  # depthwise, multiplier 2
+         h.make_node("Mul", ["y", "row"], ["z"], name="mul_row")],       # broadcast along width
+        "g", [x], [y],
+        [onnx.numpy_helper.from_array(np.zeros((8, 1, 3, 3), np.float32), "w"),
+         onnx.numpy_helper.from_array(np.zeros((1, 8, 8, 1), np.float32), "row")])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    model.ir_version = 7
+    text = "\n".join(check_mace(model, "gpu"))
+    assert "multiplier 2" in text and "mace/ops/opencl/image/depthwise_conv2d.cc" in text
+    assert "broadcasts only a [N,C,1,1] operand" in text and "mace/ops/opencl/image/eltwise.cc" in text
+    assert check_mace(model, "cpu") == []
+
+
+def test_mace_gpu_log_maps_onto_the_rows_of_the_exported_graph(tmp_path):
+    """A MACE --benchmark per-op table of the graph we now write (Add/Clip/Mul instead of
+    HardSigmoid) imports into exactly the spec's table rows."""
+    from moga_zoo.export.mace import mace_graph
+    from moga_zoo.latency.parsers import parse_mace_log
+    from moga_zoo.latency.table import row_keys
+    m = moga_zoo.create_model("moga_b").eval()
+    proto = mace_graph(m, "gpu")
+    lines = ["I benchmark.cc:100] Sort by Run Order", "| name | type | Avg(ms) |", "|---|---|---|"]
+    lines += [f"| {n.name} | {n.op_type} | 0.010 |" for n in proto.graph.node]
+    table = parse_mace_log("\n".join(lines), m.spec)
+    keys = [k for _, k in row_keys(m.spec, 224)]
+    assert set(table.entries) == set(keys)
+    assert sum(e["mean"] for e in table.entries.values()) == pytest.approx(0.010 * len(proto.graph.node))

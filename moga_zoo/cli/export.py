@@ -30,11 +30,13 @@ def cmd(args) -> int:
         return 0
     if args.check_mace:
         from ..export.mace import check_mace
-        problems = check_mace(args.check_mace)
+        problems = check_mace(args.check_mace, args.runtime)
         if args.json:
-            print(json.dumps({"file": args.check_mace, "mace_ready": not problems, "problems": problems}, indent=2))
+            print(json.dumps({"file": args.check_mace, "runtime": args.runtime, "mace_ready": not problems,
+                              "problems": problems}, indent=2))
         else:
-            print(f"{args.check_mace}: " + ("MACE-ready" if not problems else f"{len(problems)} problem(s)"))
+            print(f"{args.check_mace}: " + (f"MACE-ready (runtime {args.runtime})" if not problems
+                                            else f"{len(problems)} problem(s) for MACE runtime {args.runtime}"))
             for p in problems:
                 print(f"  - {p}")
         return 0 if not problems else 1
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--runtime", default="cpu+gpu", choices=("cpu", "gpu", "cpu+gpu"))
     m.add_argument("--data-type", default="fp16_fp32", choices=("fp16_fp32", "fp32_fp32"))
     m.add_argument("--target-abis", nargs="+", default=["arm64-v8a"])
-    p.add_argument("--check-mace", metavar="FILE", help="list every MACE violation of an ONNX file and exit")
+    p.add_argument("--check-mace", metavar="FILE",
+                   help="list every MACE violation of an ONNX file for --runtime (default cpu+gpu) and exit")
     p.add_argument("--mace-descriptors", metavar="DIR",
                    help="write the reference MACE deployment files for MoGA-A/B/C (the repo's export/) and exit")
     p.add_argument("--json", action="store_true")
