@@ -160,6 +160,63 @@ def create_model(model: str | os.PathLike | Spec, *, weights=None, num_classes: 
     return model_
 
 
+def hub_entrypoints() -> dict:
+    """One ``torch.hub`` function per registered model, its docstring carrying sizes, paper
+    figures and weight tags, so new models and tags appear in ``torch.hub.list``/``help``."""
+    from .sizes import count
+
+    def make(name: str):
+        entry = get_entry(name)
+
+        def entrypoint(weights=None, pretrained: bool = False, **kwargs):
+            if pretrained and weights is None:
+                weights = "imagenet"
+            return create_model(name, weights=weights, **kwargs)
+
+        params, macs = count(entry.spec)
+        paper = entry.cfg.paper
+        tags = []
+        for t, w in sorted(entry.cfg.weights.items()):
+            acc = w.meta.get("test_top1")
+            where = "available" if w.source is not None else "file from the user needed"
+            tags.append(f"'{t}' ({where}{f', {acc:.2f}% test top-1' if acc is not None else ''})")
+        lines = [f"{entry.description}: {params / 1e6:.2f}M params, {macs / 1e6:.0f}M MACs at 224x224"
+                 + (f"; paper: {paper['top1']}% ImageNet top-1" if paper.get("top1") else "") + ".",
+                 "", f"Weight tags: {', '.join(tags) or 'none'}.",
+                 "Args: weights (tag, file, hf-hub:owner/repo, URL), pretrained (= weights='imagenet'), "
+                 "**kwargs for the builder."]
+        entrypoint.__name__ = entrypoint.__qualname__ = name
+        entrypoint.__doc__ = "\n".join(lines)
+        return entrypoint
+
+    return {name: make(name) for name in list_models()}
+
+
+def available_tags(name: str) -> list[str]:
+    """The weight tags of ``name`` that can be loaded here without a file from the user."""
+    return sorted(t for t, w in get_entry(name).cfg.weights.items() if w.source is not None)
+
+
+# Where a result depends on weights and the user named no model: a model with real weights.
+DEFAULTS = {"imagenet": (("efficientnet_lite0", "imagenet"),),
+            "cifar10": (("moga_c", "cifar10"), ("moga_b", "cifar10"), ("moga_a", "cifar10"))}
+
+
+def default_model(task: str) -> tuple[str, str]:
+    """(model, weight tag) a command uses for ``task`` when the user names no model."""
+    for name, tag in DEFAULTS[task]:
+        if name in _REGISTRY and tag in available_tags(name):
+            return name, tag
+    raise WeightsError(f"no registered model has {task} weights available here; pass --model NAME "
+                       f"--weights FILE")
+
+
+def default_note(name: str, tag: str) -> str:
+    """The first line a command prints when it chose the model for the user."""
+    return (f"model: {name} with weights '{tag}' (the default with real weights; choose another with "
+            f"--model NAME --weights TAG|FILE, see moga-zoo list)")
+
+
 # --- the registered models -----------------------------------------------------------------
 
 _MOGA_HOW = ("The authors' ImageNet checkpoints for {name} are released on request by the MoGA "

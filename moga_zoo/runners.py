@@ -124,4 +124,8 @@ def make_runner(backend: str, *, model=None, artifact=None, threads: int | None 
         return TorchRunner(model, threads)
     if artifact is None:
         raise ValueError(f"the {backend} backend evaluates an exported file: pass --artifact FILE")
+    want = {"onnxruntime": ".onnx", "tflite": ".tflite"}[backend]
+    if not str(artifact).lower().endswith(want):
+        raise ValueError(f"{artifact} is not a {want} file, which the {backend} backend runs: pass --backend "
+                         f"{'tflite' if want == '.onnx' else 'onnxruntime'} or the matching file")
     return (OnnxRunner if backend == "onnxruntime" else TFLiteRunner)(artifact, threads)

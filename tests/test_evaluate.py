@@ -195,7 +195,7 @@ def test_cli_json_predictions_limit_and_overrides(lite0, imagenet_sample, tmp_pa
     assert eval_main(["--model", "efficientnet_lite0", "--weights", "imagenet", "--imagenet", str(imagenet_sample),
                       "--limit", "20", "--crop", "160", "--resize", "182", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 20
-    assert eval_main(["--model", "moga_a", "--imagenet", str(tmp_path)]) == 2
+    assert eval_main(["--model", "moga_a", "--random-init", "--imagenet", str(tmp_path)]) == 2
     assert "no ImageNet layout recognised" in capsys.readouterr().err
 
 

@@ -10,7 +10,31 @@ from ..runners import BACKENDS
 from .common import run
 
 
+def _choose_model(args) -> None:
+    """No --model (torch backend): the default model with real weights for the data; a model
+    without --weights would measure a random network, which is refused."""
+    from ..registry import available_tags, default_model, default_note, resolve_model
+    if args.artifact and args.backend == "torch":
+        suffix = str(args.artifact).lower()
+        args.backend = "tflite" if suffix.endswith(".tflite") else "onnxruntime" if suffix.endswith(".onnx") else None
+        if args.backend is None:
+            raise ValueError(f"cannot tell the backend of {args.artifact} from its name: pass --backend "
+                             f"onnxruntime (.onnx) or tflite (.tflite)")
+    if args.backend != "torch":
+        return
+    if args.model is None:
+        args.model, args.weights = default_model("cifar10" if args.cifar10 else "imagenet")
+        print(default_note(args.model, args.weights))
+    elif args.weights is None and not args.random_init:
+        entry = resolve_model(args.model)
+        tags = available_tags(args.model) if entry.spec.name == args.model else []
+        raise ValueError(f"no --weights for {args.model}: the accuracy of a randomly initialised network is "
+                         f"meaningless. Pass --weights {'|'.join(tags) + '|' if tags else ''}FILE "
+                         f"(or --random-init to measure it anyway)")
+
+
 def cmd(args) -> int:
+    _choose_model(args)
     overrides = {"resize": args.resize, "crop": args.crop, "interpolation": args.interpolation,
                  "mean": tuple(args.mean) if args.mean else None, "std": tuple(args.std) if args.std else None}
     try:
@@ -30,7 +54,9 @@ def cmd(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moga-eval", description=__doc__)
-    p.add_argument("--model", help="registered name or spec .json (torch backend)")
+    p.add_argument("--model", help="registered name or spec .json (torch backend; default: a model with "
+                                   "real weights for the data, e.g. efficientnet_lite0 for ImageNet)")
+    p.add_argument("--random-init", action="store_true", help="allow evaluating a model without weights")
     p.add_argument("--weights", help="tag, file, hf-hub:owner/repo or URL")
     p.add_argument("--num-classes", type=int)
     src = p.add_argument_group("data (exactly one)")

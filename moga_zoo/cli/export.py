@@ -40,8 +40,15 @@ def cmd(args) -> int:
             for p in problems:
                 print(f"  - {p}")
         return 0 if not problems else 1
-    if not args.model or not args.format:
-        raise ExportError("give --model and --format (or --check-mace FILE)")
+    if not args.format:
+        raise ExportError("give --format onnx|tflite|mace (or --check-mace FILE)")
+    if not args.model:
+        from ..registry import default_model, default_note
+        args.model, args.weights = default_model("imagenet")
+        print(default_note(args.model, args.weights))
+    elif args.weights is None:
+        print(f"WARNING: no --weights: exporting a randomly initialised {args.model}. Its latency is real, "
+              f"its outputs are meaningless; pass --weights TAG|FILE for a network that classifies.")
     deploy = None
     if args.format == "mace":
         from ..export.mace import Deployment
@@ -55,7 +62,8 @@ def cmd(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moga-export", description=__doc__)
-    p.add_argument("--model", help="registered name or spec .json")
+    p.add_argument("--model", help="registered name or spec .json (default: efficientnet_lite0 with its "
+                                   "ImageNet weights)")
     p.add_argument("--weights", help="tag, file, hf-hub:owner/repo or URL")
     p.add_argument("--format", choices=FORMATS)
     p.add_argument("--out", default="exported", help="output folder (default: exported)")
