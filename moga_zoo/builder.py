@@ -39,6 +39,24 @@ def feature_info(spec: Spec) -> list[dict]:
     return info
 
 
+def init_weights(root: nn.Module) -> None:
+    """The one initialisation of every network built from rows (SpecNet, the supernet)."""
+    for m in root.modules():
+        if isinstance(m, nn.Conv2d):
+            # fan-out per group (as EfficientNet does): plain fan_out shrinks depthwise
+            # outputs by the channel count, so an untrained network would output ~0.
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
 class SpecNet(nn.Module):
     """A network built from spec rows.
 
@@ -103,20 +121,7 @@ class SpecNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # fan-out per group (as EfficientNet does): plain fan_out shrinks depthwise
-                # outputs by the channel count, so an untrained network would output ~0.
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def reset_classifier(self, num_classes: int):
         """New classifier (e.g. for fine-tuning); 0 removes it and the model returns pre-logits."""

@@ -8,6 +8,10 @@ EXAMPLES = """subcommands, with one worked example each:
 
   evolve          weighted NSGA-II over the MoGA space: a latency table + an accuracy source -> specs
       moga-zoo search evolve --table benchmarks/results/lut_ort_1t.json --accuracy proxy --out runs/evolve
+  train-supernet  the FairNAS supernet (strict fairness, 12 paths per step) on CIFAR-10
+      moga-zoo search train-supernet --cifar10 ../shared/data/cifar10-jpeg.zip --out runs/supernet --epochs 3
+  run             the whole pipeline on CPU: supernet -> NSGA-II with supernet accuracy -> specs
+      moga-zoo search run --cifar10 ../shared/data/cifar10-jpeg.zip --table benchmarks/results/lut_ort_1t.json --out runs/pipeline
 
 Accuracy sources: proxy (MACs line through MoGA-C and MoGA-A, not a measurement),
 csv:FILE (columns choices, top1), supernet:CKPT (a trained FairNAS supernet).
@@ -15,7 +19,7 @@ csv:FILE (columns choices, top1), supernet:CKPT (a trained FairNAS supernet).
 
 
 def cmd_search_help(args) -> int:
-    print("usage: moga-zoo search {evolve} ...\n")
+    print("usage: moga-zoo search {evolve,train-supernet,run} ...\n")
     print(EXAMPLES)
     return 0
 
@@ -49,8 +53,55 @@ def cmd_evolve(args) -> int:
     return 0 if summary["complete"] else 130
 
 
+def cmd_train_supernet(args) -> int:
+    from ..train.loop import Interrupted
+    from ..train.run import default_command
+    from ..search.pipeline import SUPERNET_RECIPE, train_supernet
+    from .train import recipe_from_args, set_threads
+
+    set_threads(args)
+    try:
+        result = train_supernet(cifar10=args.cifar10, out=args.out, recipe=recipe_from_args(SUPERNET_RECIPE, args),
+                                val_size=args.val_size, seed=args.seed, resume=args.resume,
+                                same_batch=not args.consecutive_batches, micro_batches=args.micro_batches,
+                                checkpoint_minutes=args.checkpoint_minutes, checkpoint_steps=args.checkpoint_steps,
+                                workers=args.workers, command=default_command())
+    except Interrupted as e:
+        print(f"moga-zoo search train-supernet: {e}. Continue with the same command and --resume", file=sys.stderr)
+        return 130
+    if result:
+        print(json.dumps(result, indent=2) if args.json else
+              f"supernet trained {result['epochs']} epochs in {result['wall_seconds'] / 60:.0f} min; MoGA-C path "
+              f"top-1 {result['final'].get('val_top1')}% on held-out images; {args.out}/supernet.safetensors")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from ..train.loop import Interrupted
+    from ..train.run import default_command
+    from ..search.pipeline import SUPERNET_RECIPE, run_pipeline
+    from .train import recipe_from_args, set_threads
+
+    set_threads(args)
+    try:
+        state = run_pipeline(cifar10=args.cifar10, table=args.table, out=args.out,
+                             recipe=recipe_from_args(SUPERNET_RECIPE.override(epochs=3), args),
+                             val_size=args.val_size, val_images=args.val_images, bn_images=args.bn_images,
+                             pop_size=args.pop, generations=args.generations, seed=args.seed, k=args.k,
+                             resume=args.resume, command=default_command())
+    except Interrupted as e:
+        print(f"moga-zoo search run: {e}. Continue with the same command and --resume", file=sys.stderr)
+        return 130
+    print(json.dumps(state, indent=2) if args.json else
+          "\n".join(f"stage {n}: {'complete' if s['complete'] else 'stopped'} in {s['seconds'] / 60:.1f} min"
+                    for n, s in state["stages"].items()) + f"\nspecs and front in {args.out}/search")
+    return 0 if all(s["complete"] for s in state["stages"].values()) else 130
+
+
 def add_subcommands(sub) -> None:
-    s = sub.add_parser("search", help="MoGA search: weighted NSGA-II (evolve)",
+    from .train import add_recipe_args, add_run_args
+
+    s = sub.add_parser("search", help="MoGA search: weighted NSGA-II (evolve), FairNAS supernet, whole pipeline",
                        description=__doc__, epilog=EXAMPLES,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     s.set_defaults(func=cmd_search_help)
@@ -75,3 +126,29 @@ def add_subcommands(sub) -> None:
                    help="form of the emitted specs")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evolve)
+
+    t = ss.add_parser("train-supernet", help="FairNAS supernet with strict fairness on CIFAR-10")
+    t.add_argument("--cifar10", metavar="PATH", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--val-size", type=int, default=5000, help="images held out of the training split")
+    t.add_argument("--consecutive-batches", action="store_true",
+                   help="the 12 paths of a step take 12 consecutive batches (default: the same batch)")
+    t.add_argument("--resume", action="store_true")
+    add_recipe_args(t)
+    add_run_args(t)
+    t.set_defaults(func=cmd_train_supernet)
+
+    r = ss.add_parser("run", help="supernet -> NSGA-II -> specs on CIFAR-10, resumable per stage")
+    r.add_argument("--cifar10", metavar="PATH", required=True)
+    r.add_argument("--table", required=True, help="latency table JSON")
+    r.add_argument("--out", required=True)
+    r.add_argument("--val-size", type=int, default=5000)
+    r.add_argument("--val-images", type=int, default=1000, help="held-out images each candidate is scored on")
+    r.add_argument("--bn-images", type=int, default=1000, help="training images for BN recalibration")
+    r.add_argument("--pop", type=int, default=40)
+    r.add_argument("--generations", type=int, default=30)
+    r.add_argument("--k", type=int, default=5)
+    r.add_argument("--resume", action="store_true")
+    add_recipe_args(r)
+    add_run_args(r)
+    r.set_defaults(func=cmd_run)

@@ -7,24 +7,32 @@ import sys
 from ..train.recipes import OPTIMIZERS, RECIPES, SCHEDULES
 
 
-def cmd_train(args) -> int:
-    import torch
-
+def recipe_from_args(base, args):
+    """``base`` with the recipe options the user gave."""
     from ..data.augment import Augment
-    from ..train.loop import Interrupted
-    from ..train.run import default_command, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = RECIPES[args.recipe]
     aug = base.augment
     if args.cutout is not None or args.no_flip:
         aug = Augment(aug.pad, flip=not args.no_flip, cutout=args.cutout if args.cutout is not None else aug.cutout)
-    recipe = base.override(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                           weight_decay=args.weight_decay, schedule=args.schedule,
-                           warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                           dropout=args.dropout, drop_path=args.drop_path, ema_decay=args.ema_decay,
-                           grad_clip=args.grad_clip, augment=aug)
+    return base.override(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         weight_decay=args.weight_decay, schedule=args.schedule,
+                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                         dropout=args.dropout, drop_path=args.drop_path, ema_decay=args.ema_decay,
+                         grad_clip=args.grad_clip, augment=aug)
+
+
+def set_threads(args) -> None:
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+
+
+def cmd_train(args) -> int:
+    from ..train.loop import Interrupted
+    from ..train.run import default_command, train
+
+    set_threads(args)
+    recipe = recipe_from_args(RECIPES[args.recipe], args)
     try:
         result = train(args.model, cifar10=args.cifar10, out=args.out, recipe=recipe, resume=args.resume,
                        val_size=args.val_size, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
@@ -51,6 +59,14 @@ def add_subcommands(sub) -> None:
     s.add_argument("--recipe", choices=sorted(RECIPES), default="cifar10",
                    help="named recipe; the options below override its fields")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_recipe_args(s)
+    s.add_argument("--val-size", type=int, default=0,
+                   help="hold this many training images out for the curve (default 0: the test split)")
+    add_run_args(s)
+    s.set_defaults(func=cmd_train)
+
+
+def add_recipe_args(s) -> None:
     r = s.add_argument_group("recipe overrides")
     r.add_argument("--epochs", type=int)
     r.add_argument("--batch-size", type=int, help="global batch (split over torchrun processes)")
@@ -66,8 +82,9 @@ def add_subcommands(sub) -> None:
     r.add_argument("--grad-clip", type=float)
     r.add_argument("--cutout", type=int, help="Cutout square size in pixels (0 disables)")
     r.add_argument("--no-flip", action="store_true")
-    s.add_argument("--val-size", type=int, default=0,
-                   help="hold this many training images out for the curve (default 0: the test split)")
+
+
+def add_run_args(s) -> None:
     s.add_argument("--micro-batches", type=int, default=1, help="accumulate each batch in N parts")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, help="torch compute threads")
@@ -76,4 +93,3 @@ def add_subcommands(sub) -> None:
                    help="the most work a crash (kill -9, power loss) can lose")
     s.add_argument("--checkpoint-steps", type=int, help="also checkpoint every N optimizer steps")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_train)

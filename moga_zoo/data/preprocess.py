@@ -78,3 +78,6 @@ class Preprocess:
         if isinstance(image, (str, Path)) or hasattr(image, "read"):
             image = decode(image)
         return self.normalize(self.resize_crop(image))
+
+
+CIFAR10_PREPROCESS = Preprocess(32, 32, "bilinear", CIFAR10_MEAN, CIFAR10_STD)  # 32x32 images as they are

@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,13 +16,11 @@ from .. import specs
 from ..builder import SpecNet
 from ..data import datasets
 from ..data.loader import InMemorySet, TrainLoader, eval_batches
-from ..data.preprocess import CIFAR10_MEAN, CIFAR10_STD, Preprocess
+from ..data.preprocess import CIFAR10_PREPROCESS
 from ..files import atomic_path, sha256_file, write_text_atomic
 from .distributed import init_from_env
 from .loop import CrossEntropyStep, RunConfig, TrainError, evaluate_arrays, fit
 from .recipes import Recipe
-
-CIFAR10_PREPROCESS = Preprocess(32, 32, "bilinear", CIFAR10_MEAN, CIFAR10_STD)
 
 
 def resolve_spec(model: str | specs.Spec, form: str) -> specs.Spec:
@@ -44,6 +43,29 @@ def load_cifar10(path, *, val_size: int, seed: int, workers: int = 2, progress=N
         return train, val, f"{val_size} images held out of the training split (seed {seed})", idx
     test = InMemorySet.from_dataset(datasets.cifar10(path, "test"), 32, workers=workers, progress=progress)
     return train, test, "the test split", None
+
+
+def prepare_out(out) -> Path:
+    """A run folder that exists and is writable, checked before any work is done."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()  # a unique name: every torchrun rank probes at once
+    except OSError as e:
+        raise TrainError(f"cannot write to --out {out}: {e.strerror}") from None
+    return out
+
+
+def save_weights(module: torch.nn.Module, path: Path, metadata: dict) -> dict:
+    """The module's state dict as safetensors, written atomically; returns file name and sha256."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "moga-zoo", **metadata})
+    return {"file": path.name, "sha256": sha256_file(path)}
 
 
 def versions() -> dict:
@@ -82,16 +104,7 @@ def train(model: str | specs.Spec, *, cifar10=None, out, recipe: Recipe, resume:
                          "machine and --imagenet PATH)")
     d = init_from_env()
     spec = resolve_spec(model, "cifar10")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"--out {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise TrainError(f"cannot write to --out {out}: {e.strerror}") from None
+    out = prepare_out(out)
     torch.manual_seed(seed)
     net = SpecNet(spec, drop_rate=recipe.dropout, drop_path_rate=recipe.drop_path)
     train_set, eval_set, eval_desc, _ = load_cifar10(cifar10, val_size=val_size, seed=seed, workers=workers,
@@ -115,17 +128,8 @@ def train(model: str | specs.Spec, *, cifar10=None, out, recipe: Recipe, resume:
     state = fit(net, step, loader, recipe, run, evaluate=evaluate, resume=resume, dist=d)
     if not d.main:
         return {}
-    from safetensors.torch import save_file
-
-    files = {}
-    for key, module in (("model", state["model"]), ("model_ema", state["ema"])):
-        if module is None:
-            continue
-        path = out / f"{key}.safetensors"
-        sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        with atomic_path(path) as tmp:
-            save_file(sd, str(tmp), metadata={"spec": spec.to_json(), "format": "moga-zoo"})
-        files[key] = {"file": path.name, "sha256": sha256_file(path)}
+    files = {key: save_weights(module, out / f"{key}.safetensors", {"spec": spec.to_json()})
+             for key, module in (("model", state["model"]), ("model_ema", state["ema"])) if module is not None}
     last = state["history"][-1]
     result = {"spec": spec.name, "epochs": recipe.epochs, "recipe": recipe.to_dict(), "seed": seed,
               "eval_set": eval_desc, "final": {k: last.get(k) for k in ("val_top1", "val_top5", "ema_val_top1",

@@ -1,0 +1,92 @@
+"""Accuracy of architectures from a trained supernet: each path gets its BN statistics
+recalibrated on a fixed set of training images, then is evaluated on a fixed validation subset
+held out of the training split; both sets are decoded once and kept in memory, and scores are
+cached by choice vector. This is the ``supernet:CKPT`` accuracy source of ``search evolve``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.loader import eval_batches
+from ..data.preprocess import CIFAR10_PREPROCESS
+from ..train.loop import evaluate_arrays, load_checkpoint
+from .bn import recalibrate
+from .nsga import SearchError
+from .objectives import AccuracySource
+from .supernet import Supernet
+
+SUPERNET_FILE, SUPERNET_META = "supernet.safetensors", "supernet.json"
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
+    """A supernet from a ``train-supernet`` folder, its ``supernet.safetensors`` or its (possibly
+    unfinished) ``checkpoint.pt``; returns the module and the run's metadata."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    meta_path = folder / SUPERNET_META
+    if not meta_path.is_file():
+        raise SearchError(f"{folder} has no {SUPERNET_META}: give a folder written by 'moga-zoo search "
+                          f"train-supernet' (or a file in it)")
+    meta = json.loads(meta_path.read_text())
+    net = Supernet(meta["form"], meta["num_classes"])
+    if path.is_dir():
+        path = folder / SUPERNET_FILE if (folder / SUPERNET_FILE).is_file() else folder / "checkpoint.pt"
+    if not path.is_file():
+        raise SearchError(f"no supernet weights in {folder} ({SUPERNET_FILE} or checkpoint.pt)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        ckpt = load_checkpoint(path)
+        state = ckpt["model"]
+        meta = {**meta, "unfinished": True, "epochs_done": len(ckpt["history"])}
+    net.load_state_dict(state)
+    meta["weights"] = str(path)
+    return net.eval(), meta
+
+
+class SupernetAccuracy(AccuracySource):
+    """Top-1 (%) of paths of a trained supernet.
+
+    Args:
+        path: the ``train-supernet`` folder or a weights file in it.
+        val_images: how many of the held-out validation images to score on (default all).
+        bn_images: training images for BN recalibration (default 2,000, as Once-for-All).
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, path: str | Path, val_images: int | None = None, bn_images: int = 2000,
+                 batch_size: int = 250, progress=None):
+        from ..train.run import load_cifar10
+
+        self.net, self.meta = load_supernet(path)
+        seed, val_size = self.meta["seed"], self.meta["val_size"]
+        train, val, _, _ = load_cifar10(self.meta["data"], val_size=val_size, seed=seed, progress=progress)
+        if val_images:
+            val = val.subset(np.arange(min(val_images, len(val))))
+        rng = np.random.default_rng([seed, 0xB4])
+        self.bn = train.subset(np.sort(rng.choice(len(train), min(bn_images, len(train)), replace=False)))
+        self.val, self.batch_size = val, batch_size
+        self.cache: dict[tuple, float] = {}
+        self.description = (f"supernet:{self.meta['weights']} (BN recalibrated on {len(self.bn)} training images, "
+                            f"top-1 on {len(self.val)} held-out images)")
+
+    def score(self, choices) -> float:
+        key = tuple(int(c) for c in choices)
+        if key not in self.cache:
+            net = self.net.subnet(key)
+            recalibrate(net, eval_batches(self.bn, CIFAR10_PREPROCESS, self.batch_size))
+            self.cache[key] = evaluate_arrays(net, eval_batches(self.val, CIFAR10_PREPROCESS, self.batch_size))["top1"]
+        return self.cache[key]
+
+    def __call__(self, X):
+        with torch.no_grad():
+            return np.array([self.score(x) for x in np.asarray(X, dtype=int)])
+
+    def provenance(self) -> dict:
+        return {"source": self.description, "val_images": len(self.val), "bn_images": len(self.bn),
+                "supernet": {k: self.meta.get(k) for k in ("weights", "epochs", "seed", "val_size", "data",
+                                                         "unfinished", "epochs_done")}}
