@@ -254,3 +254,18 @@ register_model(specs.EFFICIENTNET_LITE0, PretrainedCfg(
                   "moga-eval --model efficientnet_lite0 --weights imagenet "
                   "--imagenet ../shared/data/imagenet-sample")}})}),
     "EfficientNet-Lite0 (reference; ReLU6, BN eps 1e-3, TF 'SAME' padding)")
+
+
+def _register_manifest() -> None:
+    """Every entry of ``weights/manifest.json`` (the weights trained here) as a weight tag."""
+    from .train.manifest import read_manifest
+
+    for e in read_manifest():
+        add_weight_tag(e["model"], WeightTag(
+            e["tag"], f"repo:weights/{e['file']}", e["sha256"], form=e["form"],
+            preprocess=Preprocess(**e["preprocess"]), labels=e["labels"],
+            meta={k: e[k] for k in ("test_top1", "test_top5", "test_images", "eval_command", "command", "recipe",
+                                    "epochs", "wall_seconds", "date")}))
+
+
+_register_manifest()

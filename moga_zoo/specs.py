@@ -239,11 +239,11 @@ def for_cifar10(spec: Spec, num_classes: int = 10) -> Spec:
     network is still its Table-1 choice vector. Training and the CIFAR-10 search share this form.
     """
     first = spec.rows[0]
+    if spec.input_size != 224:
+        raise SpecError(f"spec {spec.name!r} is already a {spec.input_size}x{spec.input_size} form")
     if first.op != "conv" or first.s != 2:
         raise SpecError(f"spec {spec.name!r}: the CIFAR-10 form sets the stem convolution's stride "
                         f"2 to 1, but row 0 is {first.op!r} with stride {first.s}")
-    if spec.input_size != 224:
-        raise SpecError(f"spec {spec.name!r} is already a {spec.input_size}x{spec.input_size} form")
     rows = (replace(first, s=1),) + spec.rows[1:-1] + (replace(spec.rows[-1], c=num_classes),)
     return replace(spec, name=f"{spec.name}_cifar10", rows=rows, input_size=32)
 

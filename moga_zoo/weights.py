@@ -262,9 +262,36 @@ def fit_state_dict(model: torch.nn.Module, state_dict: dict) -> dict:
     return sd
 
 
+def _check_trained_spec(path: Path, model) -> None:
+    """Files moga-zoo writes carry their spec; a file trained for another form (e.g. the 32x32
+    CIFAR-10 form: same tensor shapes, different strides) must not load silently."""
+    if path.suffix != ".safetensors":
+        return
+    from safetensors import safe_open
+
+    from .specs import SpecError, spec_from_dict
+    try:
+        with safe_open(str(path), "pt") as f:
+            text = (f.metadata() or {}).get("spec")
+        trained = spec_from_dict(json.loads(text)) if text else None
+    except (OSError, ValueError, SpecError, json.JSONDecodeError):
+        return  # no readable spec: nothing to compare
+    if trained is None:
+        return
+    mine = model.spec
+    same = (trained.rows[:-1] == mine.rows[:-1] and trained.options == mine.options
+            and trained.input_size == mine.input_size)
+    if not same:
+        raise WeightsError(f"{path} was trained for spec {trained.name} (input {trained.input_size}x"
+                           f"{trained.input_size}), not {mine.name} (input {mine.input_size}x{mine.input_size}); "
+                           f"its tensors may fit but the network would be wrong. Build that spec: save "
+                           f"the file's spec (or the run's spec.json) and pass it as the model")
+
+
 def load_weights(model: torch.nn.Module, weights, tags: dict[str, WeightTag]) -> dict:
     """Load into ``model``; returns provenance (source, sha256, layout, tag meta)."""
     path, tag = resolve(weights, tags, model.spec.name)
+    _check_trained_spec(path, model)
     raw = read_state_dict(path)
     model.load_state_dict(fit_state_dict(model, raw))
     return {"weights": os.fspath(weights), "file": str(path), "sha256": sha256_file(path),

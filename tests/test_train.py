@@ -241,3 +241,22 @@ def test_training_learns_real_cifar10_images(shared):
     losses = [h["train_loss"] for h in state["history"]]
     assert losses[0] > 2.0 and min(losses[-5:]) < 0.5, losses
     assert evaluate_arrays(net, eval_batches(data, PRE))["top1"] > 80
+
+
+def test_ship_puts_a_finished_run_into_a_manifest(tmp_path):
+    from moga_zoo.files import sha256_file
+    from moga_zoo.train.manifest import read_manifest, ship
+    data = write_cifar_binary(tmp_path / "data")
+    run = tmp_path / "run"
+    out = subprocess.run(_cli("train", "--cifar10", str(data), "--out", str(run), *TRAIN_ARGS, "--epochs", "1"),
+                         env=_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    e = ship(run, model="moga_c", tag="cifar10", cifar10=data, weights_dir=weights)
+    assert e["file"] == "moga_c_cifar10.safetensors" and e["sha256"] == sha256_file(weights / e["file"])
+    assert e["test_images"] == 32 and 0 <= e["test_top1"] <= 100 and e["epochs"] == 1
+    assert e["command"].startswith("moga-zoo train") and e["spec"]["input_size"] == 32
+    assert read_manifest(weights / "manifest.json") == [e]
+    with pytest.raises(Exception, match="no finished run"):
+        ship(tmp_path / "data", model="moga_c", tag="cifar10", cifar10=data, weights_dir=weights)

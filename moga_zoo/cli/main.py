@@ -55,6 +55,26 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from dataclasses import replace
+
+    from ..data.preprocess import CIFAR10_PREPROCESS
+    from ..train.hub import push
+
+    model = create_model(args.model, weights=args.weights)
+    if args.data == "cifar10":
+        model.pretrained_cfg = replace(model.pretrained_cfg, preprocess=CIFAR10_PREPROCESS, labels="cifar10")
+        model.pretrained_cfg = model.pretrained_cfg.for_weights(None, model.num_classes)
+    tag = model.pretrained_cfg.weights.get(args.weights) if args.weights else None
+    meta = dict(tag.meta) if tag else {}
+    metrics = {k: v for k, v in meta.items() if k.startswith("test_")}
+    folder = push(model, repo_id=args.repo_id, local_dir=args.local_dir, dry_run=args.dry_run, metrics=metrics,
+                  command=meta.get("command"), recipe=meta.get("recipe"))
+    print(f"{'wrote' if args.dry_run else 'uploaded'} {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))})"
+          + ("" if args.dry_run else f" to https://huggingface.co/{args.repo_id}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moga-zoo", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -74,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--topk", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
+    s = sub.add_parser("push", help="a Hugging Face Hub folder (model.safetensors, config.json, model card), uploaded")
+    s.add_argument("model", help="registered name or spec .json")
+    s.add_argument("--weights", required=True, help="tag, file, hf-hub:owner/repo or URL")
+    s.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
+    s.add_argument("--local-dir", help="write the folder here (and keep it)")
+    s.add_argument("--dry-run", action="store_true", help="write the folder, upload nothing")
+    s.add_argument("--data", choices=("cifar10",), help="the weights' data set, when --weights is a file: its "
+                                                        "preprocessing and label names go into config.json")
+    s.set_defaults(func=cmd_push)
     from ..latency.cli import add_subcommands
     add_subcommands(sub)
     from . import search, train

@@ -48,7 +48,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_ship(args) -> int:
+    from ..train.manifest import ship
+
+    e = ship(args.run, model=args.model, tag=args.tag, cifar10=args.cifar10)
+    print(f"weights/{e['file']}: test top-1 {e['test_top1']:.2f}% top-5 {e['test_top5']:.2f}% on "
+          f"{e['test_images']} images; weights/manifest.json updated (load: create_model('{e['model']}', "
+          f"weights='{e['tag']}'))")
+    return 0
+
+
 def add_subcommands(sub) -> None:
+    s = sub.add_parser("ship", help="put a finished training run's weights into weights/ with a manifest entry")
+    s.add_argument("run", help="the run folder of moga-zoo train")
+    s.add_argument("--model", required=True, help="the registered model the weights belong to")
+    s.add_argument("--tag", default="cifar10", help="the weight tag to register (default cifar10)")
+    s.add_argument("--cifar10", metavar="PATH", required=True, help="CIFAR-10, to measure the test accuracy")
+    s.set_defaults(func=cmd_ship)
+
     s = sub.add_parser("train", help="train a model (CIFAR-10 on CPU; torchrun for several processes)",
                        description="Train a registered model or spec file. A 224 spec trains in its "
                                    "CIFAR-10 form (stem stride 1, 32x32 input, 10 classes).")
