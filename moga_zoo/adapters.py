@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from .specs import Spec
+from .specs import FEATURE_OPS, Spec
 
 
 def _n_features(spec: Spec) -> int:
-    return sum(r.op in ("conv", "ds", "ir") for r in spec.rows)
+    return sum(r.op in FEATURE_OPS for r in spec.rows)
 
 
 # The authors' MoGA release (models/MoGA_*.py): stem, separable_conv, mb_module.i, head.

@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 from .blocks import ConvAct, ConvBnAct, InvertedResidual
-from .specs import Options, Row, Spec, SpecError
+from .specs import BLOCK_OPS, FEATURE_OPS, Options, Row, Spec, SpecError
 
 
 def make_row(r: Row, cin: int, opts: Options) -> nn.Module:
     """The torch module of one row (also timed alone for latency tables)."""
     if r.op == "conv":
         return ConvBnAct(cin, r.c, r.k, r.s, r.nl, opts)
-    if r.op in ("ds", "ir"):
+    if r.op in BLOCK_OPS:
         return InvertedResidual(r, cin, opts)
     if r.op == "pool":
         return nn.AdaptiveAvgPool2d(1)
@@ -30,13 +30,16 @@ def feature_info(spec: Spec) -> list[dict]:
     MoGA's stride-32 map is the 960-channel one (as timm reports for MobileNetV3).
     """
     info, stride = [], 1
-    body = [r for r in spec.rows if r.op in ("conv", "ds", "ir")]
+    body = [r for r in spec.rows if r.op in FEATURE_OPS]
     for i, r in enumerate(body):
         nxt = body[i + 1] if i + 1 < len(body) else None
         stride *= r.s
         if nxt is None or nxt.s > 1:
             info.append({"index": i, "stride": stride, "channels": r.c, "module": f"features.{i}"})
     return info
+
+
+MAX_PARAMS = 2_000_000_000
 
 
 def init_weights(root: nn.Module) -> None:
@@ -77,6 +80,11 @@ class SpecNet(nn.Module):
                             f"stride), got {input_size!r}; try {max(stride, round(input_size / stride) * stride)}")
         if not 0 <= drop_path_rate < 1:
             raise SpecError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        from .sizes import count
+        params = count(spec if num_classes is None else spec.with_classes(num_classes), input_size)[0]
+        if params > MAX_PARAMS:  # counted from the rows, before a byte is allocated
+            raise SpecError(f"spec {spec.name!r} has {params:,} parameters ({params * 4 / 2**30:,.1f} GiB as "
+                            f"float32); more than {MAX_PARAMS:,} is refused as a likely typo in a channel count")
         self.input_size = input_size
         if num_classes is not None and num_classes != spec.num_classes:
             spec = spec.with_classes(num_classes)

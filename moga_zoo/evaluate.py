@@ -37,6 +37,7 @@ class EvalResult:
     partial: bool = False
     bad: list[dict] = field(default_factory=list)
     total: int = 0  # images the run was asked to evaluate (n + bad when complete)
+    unlabeled: list[str] = field(default_factory=list)  # image files the layout could not label
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +46,9 @@ class EvalResult:
         head = "PARTIAL (interrupted) " if self.partial else ""
         lines = [f"{head}top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  on {self.n} images "
                  f"({self.images_per_s:.1f} images/s, {self.seconds:.1f} s; backend {self.backend}; {self.layout})"]
+        if self.unlabeled:
+            lines.append(f"NOTE: {len(self.unlabeled)} image file(s) carry no label in this layout and were not "
+                         f"evaluated: {', '.join(self.unlabeled[:5])}{' ...' if len(self.unlabeled) > 5 else ''}")
         if self.bad:
             lines.append(f"{len(self.bad)} unreadable image(s), not counted:")
             lines += [f"  {b['name']}: {b['error']}" for b in self.bad[:50]]
@@ -81,6 +85,14 @@ def evaluate(runner, dataset: Dataset, preprocess: Preprocess, *, class_names: l
     (``<name>.partial.csv`` instead when the run is interrupted)."""
     from tqdm import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number >= 1 (omit it to evaluate everything), got {limit!r}")
+    if predictions is not None and Path(predictions).is_dir():
+        raise ValueError(f"--predictions {predictions} is a folder; give a file name such as {Path(predictions) / 'predictions.csv'}")
+    if not dataset.samples:
+        raise ValueError(f"the data set ({dataset.layout}) holds no images")
     samples = dataset.samples
     if limit and limit < len(samples):  # evenly spaced, so every class of a sorted set is seen
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
@@ -142,7 +154,7 @@ def evaluate(runner, dataset: Dataset, preprocess: Preprocess, *, class_names: l
     result = EvalResult(top1=100.0 * correct1 / max(seen, 1), top5=100.0 * correct5 / max(seen, 1), n=seen,
                         images_per_s=(seen + len(bad)) / seconds if seconds else 0.0, seconds=seconds,
                         layout=dataset.layout, backend=runner.name, partial=partial, bad=bad,
-                        total=len(samples))
+                        total=len(samples), unlabeled=list(dataset.unlabeled))
     if predictions:
         path = Path(predictions)
         _write_csv_atomic(path.with_name(path.stem + ".partial" + path.suffix) if partial else path, rows)

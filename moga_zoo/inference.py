@@ -24,14 +24,34 @@ def default_image() -> Path:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, images, topk: int = 5) -> list[dict]:
-    """Top-k classes with probabilities for each image (paths or PIL images)."""
+def predict(model: torch.nn.Module, images, topk: int = 5, skip_bad: bool = False) -> list[dict]:
+    """Top-k classes with probabilities for each image.
+
+    Args:
+        model: a network from ``create_model`` (its ``pretrained_cfg`` gives preprocessing and labels).
+        images: one path or PIL image, or a list of them.
+        topk: how many classes per image (>= 1).
+        skip_bad: an unreadable image gives ``{"image": ..., "error": ...}`` instead of raising.
+    """
+    from .evaluate import DECODE_ERRORS
+
+    if isinstance(images, (str, os.PathLike)) or not hasattr(images, "__iter__"):
+        images = [images]
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"topk must be a whole number >= 1, got {topk!r}")
     cfg = model.pretrained_cfg
     labels = cfg.label_names()
     model.eval()
     out = []
     for img in images:
-        x = torch.from_numpy(cfg.preprocess(decode(img) if isinstance(img, (str, os.PathLike)) else img))
+        try:
+            x = torch.from_numpy(cfg.preprocess(decode(img) if isinstance(img, (str, os.PathLike)) else img))
+        except DECODE_ERRORS as e:
+            msg = f"{type(e).__name__}: {e}"
+            if not skip_bad:
+                raise ValueError(f"cannot read image {img}: {msg}") from None
+            out.append({"image": os.fspath(img) if isinstance(img, (str, os.PathLike)) else "<image>", "error": msg})
+            continue
         prob = model(x[None]).softmax(-1)[0]
         p, idx = prob.topk(min(topk, prob.numel()))
         out.append({"image": os.fspath(img) if isinstance(img, (str, os.PathLike)) else "<image>",

@@ -28,7 +28,19 @@ def artifact_info(artifact: str | Path) -> dict:
         raise FileNotFoundError(f"artifact {artifact} does not exist")
     side = sidecar_path(artifact)
     if side.is_file():
-        return json.loads(side.read_text())
+        try:
+            info = json.loads(side.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"sidecar {side} is not valid JSON ({e}); re-export the file or fix the sidecar") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"sidecar {side} is not a JSON object")
+        recorded = info.get("sha256")
+        if recorded:
+            from .files import sha256_file
+            if sha256_file(artifact) != recorded:
+                raise ValueError(f"{artifact} does not match the sha256 its sidecar {side.name} records: the file "
+                                 f"was replaced or damaged after export; re-export it")
+        return info
     if artifact.suffix == ".onnx":
         import onnx
         m = onnx.load(str(artifact), load_external_data=False)

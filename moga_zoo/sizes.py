@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .specs import Spec
+from .specs import BLOCK_OPS, Spec
 
 
 def out_size(size: int, k: int, s: int) -> int:
@@ -43,7 +43,7 @@ def layer_sizes(spec: Spec, input_size: int | None = None) -> list[LayerSize]:
             params = r.k * r.k * c * r.c + _bn(r.c)
             macs = h2 * w2 * r.c * c * r.k * r.k
             shape = (r.c, h2, w2)
-        elif r.op in ("ds", "ir"):
+        elif r.op in BLOCK_OPS:
             hidden = c if r.op == "ds" else r.hidden(c)
             h2, w2 = out_size(h, r.k, r.s), out_size(w, r.k, r.s)
             if hidden != c:  # expand conv

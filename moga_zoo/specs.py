@@ -22,6 +22,10 @@ OPS = {
 }
 
 
+FEATURE_OPS = ("conv", "ds", "ir")  # rows before the pool: spatial, in ``SpecNet.features``
+BLOCK_OPS = ("ds", "ir")  # depthwise blocks (InvertedResidual), the rows SE and expansion apply to
+
+
 class SpecError(ValueError):
     """An invalid spec; the message names the row and the field."""
 
@@ -118,12 +122,31 @@ def _fail(i: int, row, fld: str, msg: str):
     raise SpecError(f"row {i} ({op}): field '{fld}': {msg}")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_options(o: "Options") -> None:
+    def bad(name, want):
+        raise SpecError(f"options: field '{name}': expected {want}, got {getattr(o, name)!r}")
+    if isinstance(o.bn_eps, bool) or not isinstance(o.bn_eps, (int, float)) or not 0 < o.bn_eps < 1:
+        bad("bn_eps", "a number in (0, 1), e.g. 1e-5")
+    for name in ("se_divisor", "se_round"):
+        if not _is_int(getattr(o, name)) or getattr(o, name) < 1:
+            bad(name, "a whole number >= 1")
+    if isinstance(o.dropout, bool) or not isinstance(o.dropout, (int, float)) or not 0 <= o.dropout < 1:
+        bad("dropout", "a number in [0, 1)")
+    if not isinstance(o.head_bias, bool):
+        bad("head_bias", "true or false")
+
+
 def validate(spec: Spec) -> None:
     """Walk the rows tracking channels; the first problem raises naming the row and field."""
     o = spec.options
-    if o.padding not in ("symmetric", "same"):
+    _check_options(o)
+    if not isinstance(o.padding, str) or o.padding not in ("symmetric", "same"):
         raise SpecError(f"options: field 'padding': expected 'symmetric' or 'same', got {o.padding!r}")
-    if o.se_act is not None and o.se_act not in ACTIVATIONS:
+    if o.se_act is not None and (not isinstance(o.se_act, str) or o.se_act not in ACTIVATIONS):
         raise SpecError(f"options: field 'se_act': unknown activation {o.se_act!r}; "
                         f"use one of {', '.join(ACTIVATIONS)}")
     if not spec.rows:
@@ -142,14 +165,16 @@ def validate(spec: Spec) -> None:
                 _fail(i, r, "op", "a second pool row")
             pooled = True
             continue
-        if not isinstance(r.c, int) or r.c <= 0:
+        if not _is_int(r.c) or r.c <= 0:
             _fail(i, r, "c", f"out channels must be a positive integer, got {r.c!r}")
-        if r.op in ("conv", "ds", "ir"):
+        if not isinstance(r.se, bool):
+            _fail(i, r, "se", f"must be true or false, got {r.se!r}")
+        if r.op in FEATURE_OPS:
             if pooled:
                 _fail(i, r, "op", f"{r.op!r} cannot follow the pool row")
-            if not isinstance(r.k, int) or r.k < 1 or r.k % 2 == 0:
+            if not _is_int(r.k) or r.k < 1 or r.k % 2 == 0:
                 _fail(i, r, "k", f"kernel must be an odd positive integer, got {r.k!r}")
-            if r.s not in (1, 2):
+            if not _is_int(r.s) or r.s not in (1, 2):
                 _fail(i, r, "s", f"stride must be 1 or 2, got {r.s!r}")
         else:
             if not pooled:
@@ -163,12 +188,12 @@ def validate(spec: Spec) -> None:
                 _fail(i, r, "op", "the fc row must be the last row")
         elif r.nl not in ACTIVATIONS:
             _fail(i, r, "nl", f"unknown activation {r.nl!r}; use one of {', '.join(ACTIVATIONS)}")
-        if r.se and r.op not in ("ds", "ir"):
+        if r.se and r.op not in BLOCK_OPS:
             _fail(i, r, "se", f"SE is only defined for ds/ir rows, not {r.op!r}")
         if r.op == "ir":
-            if r.exp is not None and (not isinstance(r.exp, int) or r.exp <= 0):
+            if r.exp is not None and (not _is_int(r.exp) or r.exp <= 0):
                 _fail(i, r, "exp", f"explicit expanded width must be a positive integer, got {r.exp!r}")
-            if r.exp is None and not (isinstance(r.t, (int, float)) and r.t >= 1):
+            if r.exp is None and not (isinstance(r.t, (int, float)) and not isinstance(r.t, bool) and r.t >= 1):
                 _fail(i, r, "t", f"expansion ratio must be >= 1, got {r.t!r}")
         elif r.op == "ds" and (r.t != 1 or r.exp is not None):
             _fail(i, r, "t", "a ds row has no expansion (t must be 1)")

@@ -1,11 +1,13 @@
 """Weight sources (tag, file, hf-hub, URL), safe reading, layout adaptation and strict loading."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import re
+import socket
 import urllib.parse
 import urllib.request
 import warnings
@@ -75,6 +77,11 @@ def download(url: str, sha256: str | None = None, progress: bool = True) -> Path
     and verified; a ``#sha256=<hex>`` fragment (pip's convention) is honoured."""
     parsed = urllib.parse.urlparse(url)
     m = re.match(r"sha256=([0-9a-fA-F]{64})$", parsed.fragment)
+    if parsed.fragment.startswith("sha256=") and not m:
+        raise WeightsError(f"{url}: the #sha256= fragment must be 64 hexadecimal digits, got "
+                           f"{len(parsed.fragment) - 7} characters; nothing was downloaded")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise WeightsError(f"sha256 {sha256!r} is not 64 hexadecimal digits")
     sha256 = sha256 or (m[1] if m else None)
     name = Path(parsed.path).name or "weights"
     sub = sha256[:16] if sha256 else hashlib.sha256(url.split("#")[0].encode()).hexdigest()[:16]
@@ -103,23 +110,56 @@ def download(url: str, sha256: str | None = None, progress: bool = True) -> Path
     return dest
 
 
-def _from_hf_hub(ref: str) -> Path:
+def hub_online() -> bool:
+    """Whether the Hub answers, decided in one connection attempt: offline, huggingface_hub would
+    spend over a minute retrying before reporting what the cache already tells."""
+    import huggingface_hub.constants as c
+    if c.HF_HUB_OFFLINE:
+        return False
+    return _reachable(urllib.parse.urlparse(c.ENDPOINT).hostname or "huggingface.co")
+
+
+@functools.lru_cache(maxsize=4)
+def _reachable(host: str) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def _hub_file(ref: str, filename: str) -> Path:
+    """One file of an ``hf-hub:`` repo, from the Hub or (offline) the local cache; raises
+    FileNotFoundError when the repo has no such file."""
     repo, _, rev = ref.partition("@")
     try:
         import huggingface_hub
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError:
         raise WeightsError("hf-hub weights need huggingface_hub: pip install 'moga-zoo[hub]'") from None
-    errors = []
+    online = hub_online()
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo, filename, revision=rev or None,
+                                                    local_files_only=not online))
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: caught first)
+        if online:
+            raise FileNotFoundError(filename) from None
+        raise WeightsError(f"hf-hub:{ref}: offline (the Hub is unreachable) and {filename} is not in the local "
+                           f"cache; fetch it once online, or pass a local file") from None
+    except EntryNotFoundError:
+        raise FileNotFoundError(filename) from None
+    except Exception as e:  # auth, bad repo id, network errors: nothing else to try
+        raise WeightsError(f"hf-hub:{ref}: {type(e).__name__}: {e}") from None
+
+
+def _from_hf_hub(ref: str) -> Path:
     for filename in ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth"):
         try:
-            return Path(huggingface_hub.hf_hub_download(repo, filename, revision=rev or None))
-        except (EntryNotFoundError, LocalEntryNotFoundError) as e:
-            errors.append(f"{filename}: {type(e).__name__}")
-        except Exception as e:  # network, auth, bad repo id: nothing else to try
-            raise WeightsError(f"hf-hub:{ref}: {e}") from e
-    raise WeightsError(f"hf-hub:{ref}: none of the usual weight files was found in the repo or "
-                       f"the local cache ({'; '.join(errors)}). Offline, fetch it once online first")
+            return _hub_file(ref, filename)
+        except FileNotFoundError:
+            continue
+    raise WeightsError(f"hf-hub:{ref}: the repo has none of model.safetensors, pytorch_model.bin, "
+                       f"pytorch_model.pth")
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -139,18 +179,14 @@ def read_hub_config(ref: str) -> dict | None:
     preprocessing, labels), or None when the repo has none (plain weights)."""
     from .specs import SpecError, spec_from_dict
 
-    repo, _, rev = ref[len("hf-hub:"):].partition("@")
     try:
-        import huggingface_hub
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-    except ImportError:
-        raise WeightsError("hf-hub weights need huggingface_hub: pip install 'moga-zoo[hub]'") from None
-    try:
-        path = huggingface_hub.hf_hub_download(repo, "config.json", revision=rev or None)
-    except (EntryNotFoundError, LocalEntryNotFoundError):
+        path = _hub_file(ref[len("hf-hub:"):], "config.json")
+    except FileNotFoundError:
         return None
-    except Exception as e:
-        raise WeightsError(f"{ref}: {e}") from e
+    except WeightsError as e:
+        if "offline" in str(e):
+            return None  # plain weights repos have no config; the weights lookup says what is missing
+        raise
     try:
         cfg = json.loads(Path(path).read_text())
         spec = spec_from_dict(cfg["spec"])
@@ -219,6 +255,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} holds no state dict (looked at the top level and under "
                            f"{', '.join(_WRAPPERS)})")
+    bad = [k for k, v in obj.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"{path} holds NaN or infinite values in {len(bad)} tensor(s), e.g. {bad[0]}: the "
+                           f"checkpoint comes from a diverged run; use an earlier one")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
@@ -269,13 +309,13 @@ def _check_trained_spec(path: Path, model) -> None:
         return
     from safetensors import safe_open
 
-    from .specs import SpecError, spec_from_dict
+    from .specs import spec_from_dict
     try:
         with safe_open(str(path), "pt") as f:
             text = (f.metadata() or {}).get("spec")
         trained = spec_from_dict(json.loads(text)) if text else None
-    except (OSError, ValueError, SpecError, json.JSONDecodeError):
-        return  # no readable spec: nothing to compare
+    except Exception:  # noqa: BLE001 - unreadable: read_state_dict reports it properly next
+        return
     if trained is None:
         return
     mine = model.spec

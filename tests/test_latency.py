@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 from moga_zoo import specs
@@ -24,19 +23,18 @@ def test_row_keys_follow_once_for_all():
     assert mnv3[1] == "expanded_conv-input:112x112x16-output:112x112x16-expand:16-kernel:3-stride:1-idskip:1-se:0-hs:0"
 
 
-def test_kendall_tau_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=40), rng.normal(size=40)
-    b[:10] = a[:10]
-    assert kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic)
-    assert kendall_tau([1, 2, 3], [1, 2, 3]) == 1.0
+def test_kendall_tau_ranks():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
 
 
 @pytest.fixture(scope="module")
 def small_table(tmp_path_factory):
     from moga_zoo.latency.build import build_table
-    table = build_table("onnxruntime", threads=1, choices=[0, 11], calibrate=4, rounds=4, reps=1, progress=False)
+    # force: the suite may share the machine; refusal itself is tested below with a simulated load
+    table = build_table("onnxruntime", threads=1, choices=[0, 11], calibrate=4, rounds=4, reps=1, progress=False,
+                        force=True)
     path = table.save(tmp_path_factory.mktemp("lut") / "t.json")
     return table, path
 
@@ -180,3 +178,18 @@ def test_calibration_fit():
     from moga_zoo.latency.build import fit_calibration
     assert fit_calibration([1.0, 2.0, 3.0], [2.5, 4.5, 6.5]) == pytest.approx((2.0, 0.5))
     assert fit_calibration([2.0, 2.0], [3.0, 3.2]) == pytest.approx((1.0, 1.1))  # one choice: offset only
+
+
+def test_a_busy_machine_is_refused_or_marked(monkeypatch, small_table):
+    from moga_zoo.latency import build
+    table, _ = small_table
+    noise = table.meta["noise"]
+    assert {"other_load_before", "cpus", "round_cv_median", "cv_limit"} <= set(noise)
+    monkeypatch.setattr(build.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    with pytest.raises(TableError, match="other processes keep 8.0 of this machine's"):
+        build.build_table("onnxruntime", threads=1, choices=[0], calibrate=0, rounds=2, progress=False)
+    forced = build.build_table("onnxruntime", threads=1, choices=[0], calibrate=0, rounds=2, progress=False,
+                               force=True)
+    assert "measured under load" in forced.meta["noise"]["warning"]
+    assert build.round_cv({"a": {"round_medians": [1.0, 1.0, 1.0]}}) == 0.0
+    assert build.round_cv({"a": {"round_medians": [1.0, 2.0, 1.0, 2.0]}}) == pytest.approx(0.5 / 1.5)

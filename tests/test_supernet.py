@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import moga_zoo
 from moga_zoo import specs
 from moga_zoo.data.augment import Augment
-from moga_zoo.data.loader import Batch, TrainLoader, eval_batches
+from moga_zoo.data.loader import TrainLoader, eval_batches
 from moga_zoo.data.preprocess import CIFAR10_PREPROCESS
 from moga_zoo.search.bn import recalibrate
 from moga_zoo.search.fairness import FairStep, fair_paths

@@ -18,8 +18,7 @@ from moga_zoo.builder import SpecNet
 from moga_zoo.data.augment import Augment
 from moga_zoo.data.loader import InMemorySet, TrainLoader
 from moga_zoo.data.preprocess import CIFAR10_MEAN, CIFAR10_STD, Preprocess
-from moga_zoo.train.loop import TrainError
-from moga_zoo.train.recipes import RECIPES, Recipe, param_groups
+from moga_zoo.train.recipes import Recipe, param_groups
 
 PRE = Preprocess(32, 32, "bilinear", CIFAR10_MEAN, CIFAR10_STD)
 

@@ -219,3 +219,15 @@ def test_pretrained_cfg_carries_preprocessing_and_labels():
     labels = moga_zoo.get_pretrained_cfg("moga_a").label_names()
     assert len(labels) == 1000 and labels[0] == "tench"
     assert moga_zoo.get_pretrained_cfg("moga_a").preprocess.std == (0.229, 0.224, 0.225)
+
+
+def test_hf_hub_offline_and_not_cached_fails_fast(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    import time
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(W, "_reachable", lambda host: False)  # as on this machine: no route to the Hub
+    t0 = time.monotonic()
+    with pytest.raises(W.WeightsError, match="offline .* not in the local cache"):
+        moga_zoo.create_model("moga_a", weights="hf-hub:nobody/nothing")
+    assert time.monotonic() - t0 < 10

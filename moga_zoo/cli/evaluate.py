@@ -7,7 +7,7 @@ import sys
 
 from ..evaluate import BadImagesError, evaluate_source
 from ..runners import BACKENDS
-from .common import run
+from .common import positive_int, run
 
 
 def _choose_model(args) -> None:
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "real weights for the data, e.g. efficientnet_lite0 for ImageNet)")
     p.add_argument("--random-init", action="store_true", help="allow evaluating a model without weights")
     p.add_argument("--weights", help="tag, file, hf-hub:owner/repo or URL")
-    p.add_argument("--num-classes", type=int)
+    p.add_argument("--num-classes", type=positive_int)
     src = p.add_argument_group("data (exactly one)")
     src.add_argument("--imagenet", metavar="PATH", help="ImageNet val in any common layout")
     src.add_argument("--cifar10", metavar="PATH", help="CIFAR-10 python/binary release, folders or zip")
@@ -66,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", metavar="PATH", help="class folders named like the model's labels")
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--artifact", metavar="FILE", help="exported .onnx/.tflite (with its sidecar)")
-    p.add_argument("--limit", type=int, help="N images evenly spaced over the set (deterministic)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="decoding threads")
-    p.add_argument("--threads", type=int, help="backend compute threads")
+    p.add_argument("--limit", type=positive_int, help="N images evenly spaced over the set (deterministic)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding threads")
+    p.add_argument("--threads", type=positive_int, help="backend compute threads")
     pre = p.add_argument_group("preprocessing overrides (default: the model's config)")
-    pre.add_argument("--resize", type=int)
-    pre.add_argument("--crop", type=int)
+    pre.add_argument("--resize", type=positive_int)
+    pre.add_argument("--crop", type=positive_int)
     pre.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest", "lanczos", "box"))
     pre.add_argument("--mean", type=float, nargs=3)
     pre.add_argument("--std", type=float, nargs=3)

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..export import FORMATS, ExportError, export
-from .common import run
+from .common import positive_int, run
 
 
 def _report(info: dict) -> str:
@@ -67,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="tag, file, hf-hub:owner/repo or URL")
     p.add_argument("--format", choices=FORMATS)
     p.add_argument("--out", default="exported", help="output folder (default: exported)")
-    p.add_argument("--opset", type=int, help="ONNX opset (default 17: native HardSwish)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default 17: native HardSwish)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch dimension")
     p.add_argument("--quantize", choices=("fp16", "int8"), help="TFLite quantization")
     p.add_argument("--calib", metavar="PATH", help="images (folder or file) to calibrate int8 on")
     p.add_argument("--verify", metavar="PATH", help="images to verify on (default: --calib, else a built-in set)")
-    p.add_argument("--threads", type=int, help="threads for the verifying runtime")
+    p.add_argument("--threads", type=positive_int, help="threads for the verifying runtime")
     m = p.add_argument_group("MACE deployment")
     m.add_argument("--runtime", default="cpu+gpu", choices=("cpu", "gpu", "cpu+gpu"))
     m.add_argument("--data-type", default="fp16_fp32", choices=("fp16_fp32", "fp32_fp32"))

@@ -8,7 +8,7 @@ import sys
 from ..registry import create_model, get_entry, list_models, resolve_model
 from ..sizes import count
 from ..summary import describe, format_table
-from .common import run
+from .common import positive_int, run
 
 
 def cmd_list(args) -> int:
@@ -16,15 +16,18 @@ def cmd_list(args) -> int:
     for name in list_models():
         e = get_entry(name)
         params, macs = count(e.spec)
-        rows.append({"name": name, "params": params, "macs": macs, "weights": sorted(e.cfg.weights),
+        tags = {t: ("available" if w.source is not None else "needs a file from the user")
+                for t, w in sorted(e.cfg.weights.items())}
+        rows.append({"name": name, "params": params, "macs": macs, "weights": tags,
                      "paper_top1": e.cfg.paper.get("top1"), "description": e.description})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<20}{'params':>12}{'MACs':>14}  {'paper top-1':>11}  description")
+    print(f"{'model':<20}{'params':>12}{'MACs':>14}  {'paper top-1':>11}  {'weights here':<14}description")
     for r in rows:
         top1 = f"{r['paper_top1']:.1f}" if r["paper_top1"] else "-"
-        print(f"{r['name']:<20}{r['params']:>12,}{r['macs']:>14,}  {top1:>11}  {r['description']}")
+        here = ",".join(t for t, v in r["weights"].items() if v == "available") or "-"
+        print(f"{r['name']:<20}{r['params']:>12,}{r['macs']:>14,}  {top1:>11}  {here:<14}{r['description']}")
     return 0
 
 
@@ -40,18 +43,33 @@ def cmd_info(args) -> int:
 def cmd_predict(args) -> int:
     from ..inference import default_image, predict
 
+    from ..registry import default_model, default_note
+
     images = args.images or [default_image()]
+    if args.model is None:
+        args.model, args.weights = default_model("imagenet") if args.weights is None else ("efficientnet_lite0",
+                                                                                          args.weights)
+        if not args.json:
+            print(default_note(args.model, args.weights))
     model = create_model(args.model, weights=args.weights)
-    results = predict(model, images, topk=args.topk)
+    results = predict(model, images, topk=args.topk, skip_bad=True)
+    bad = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    if model.weights_info is None:
-        print("note: no --weights given, the model is randomly initialised", file=sys.stderr)
-    for r in results:
-        print(r["image"])
-        for t in r["top"]:
-            print(f"  {t['prob'] * 100:6.2f}%  {t['index']:>4}  {t['label']}")
+    else:
+        if model.weights_info is None:
+            print("WARNING: no --weights: a randomly initialised network; these classes mean nothing")
+        for r in results:
+            print(r["image"])
+            if "error" in r:
+                print(f"  unreadable: {r['error']}")
+                continue
+            for t in r["top"]:
+                print(f"  {t['prob'] * 100:6.2f}%  {t['index']:>4}  {t['label']}")
+    if bad:
+        print(f"moga-zoo predict: error: {len(bad)} of {len(results)} image(s) could not be read: "
+              f"{', '.join(r['image'] for r in bad[:5])}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -83,15 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("info", help="Table-2-style per-layer table of a model or spec file")
     s.add_argument("model", help="registered name or spec .json file")
-    s.add_argument("--input-size", type=int, help="default: the spec's own (224, or 32 for CIFAR-10 forms)")
-    s.add_argument("--num-classes", type=int)
+    s.add_argument("--input-size", type=positive_int, help="default: the spec's own (224, or 32 for CIFAR-10 forms)")
+    s.add_argument("--num-classes", type=positive_int)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_info)
     s = sub.add_parser("predict", help="top-5 classes for images")
     s.add_argument("images", nargs="*", help="image files (default: a photo shipped with matplotlib)")
-    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--model", help="registered name or spec .json (default: efficientnet_lite0 with its "
+                                   "ImageNet weights)")
     s.add_argument("--weights", help="tag (e.g. imagenet), file, hf-hub:owner/repo or URL")
-    s.add_argument("--topk", type=int, default=5)
+    s.add_argument("--topk", type=positive_int, default=5)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
     s = sub.add_parser("push", help="a Hugging Face Hub folder (model.safetensors, config.json, model card), uploaded")
@@ -103,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", choices=("cifar10",), help="the weights' data set, when --weights is a file: its "
                                                         "preprocessing and label names go into config.json")
     s.set_defaults(func=cmd_push)
-    from ..latency.cli import add_subcommands
+    from .latency import add_subcommands
     add_subcommands(sub)
     from . import search, train
     train.add_subcommands(sub)

@@ -1,6 +1,8 @@
 """``moga-zoo search``: MoGA's search (weighted NSGA-II over a latency table and an accuracy source)."""
 from __future__ import annotations
 
+from .common import nonneg_int, positive_int
+
 import json
 import sys
 
@@ -110,18 +112,18 @@ def add_subcommands(sub) -> None:
     e.add_argument("--table", required=True, help="latency table JSON (moga-zoo lut build / import)")
     e.add_argument("--accuracy", required=True, help="proxy | csv:FILE | supernet:CKPT")
     e.add_argument("--out", required=True)
-    e.add_argument("--pop", type=int, default=70)
-    e.add_argument("--generations", type=int, default=120)
+    e.add_argument("--pop", type=positive_int, default=70)
+    e.add_argument("--generations", type=positive_int, default=120)
     e.add_argument("--weights", help="Eq. 5 crowding weights (default 0.4,0.4,0.2; 0.5,0.5 for 2 objectives)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=nonneg_int, default=0)
     e.add_argument("--resume", action="store_true")
-    e.add_argument("--k", type=int, default=5, help="specs to pick along the front")
+    e.add_argument("--k", type=positive_int, default=5, help="specs to pick along the front")
     e.add_argument("--params", choices=("max", "min"), default="max",
                    help="the paper maximises parameters (default)")
-    e.add_argument("--objectives", type=int, choices=(2, 3), default=3, help="2 drops parameters")
+    e.add_argument("--objectives", type=positive_int, choices=(2, 3), default=3, help="2 drops parameters")
     e.add_argument("--mutation", choices=("hierarchical", "random"), default="hierarchical")
     e.add_argument("--p-guided", type=float, default=0.5, help="share of guided mutations")
-    e.add_argument("--workers", type=int, default=1, help="processes evaluating candidates")
+    e.add_argument("--workers", type=positive_int, default=1, help="processes evaluating candidates")
     e.add_argument("--form", choices=("imagenet", "cifar10"), default="imagenet",
                    help="form of the emitted specs")
     e.add_argument("--json", action="store_true")
@@ -130,7 +132,7 @@ def add_subcommands(sub) -> None:
     t = ss.add_parser("train-supernet", help="FairNAS supernet with strict fairness on CIFAR-10")
     t.add_argument("--cifar10", metavar="PATH", required=True)
     t.add_argument("--out", required=True)
-    t.add_argument("--val-size", type=int, default=5000, help="images held out of the training split")
+    t.add_argument("--val-size", type=nonneg_int, default=5000, help="images held out of the training split")
     t.add_argument("--consecutive-batches", action="store_true",
                    help="the 12 paths of a step take 12 consecutive batches (default: the same batch)")
     t.add_argument("--resume", action="store_true")
@@ -142,12 +144,12 @@ def add_subcommands(sub) -> None:
     r.add_argument("--cifar10", metavar="PATH", required=True)
     r.add_argument("--table", required=True, help="latency table JSON")
     r.add_argument("--out", required=True)
-    r.add_argument("--val-size", type=int, default=5000)
-    r.add_argument("--val-images", type=int, default=1000, help="held-out images each candidate is scored on")
-    r.add_argument("--bn-images", type=int, default=1000, help="training images for BN recalibration")
-    r.add_argument("--pop", type=int, default=40)
-    r.add_argument("--generations", type=int, default=30)
-    r.add_argument("--k", type=int, default=5)
+    r.add_argument("--val-size", type=nonneg_int, default=5000)
+    r.add_argument("--val-images", type=positive_int, default=1000, help="held-out images each candidate is scored on")
+    r.add_argument("--bn-images", type=positive_int, default=1000, help="training images for BN recalibration")
+    r.add_argument("--pop", type=positive_int, default=40)
+    r.add_argument("--generations", type=positive_int, default=30)
+    r.add_argument("--k", type=positive_int, default=5)
     r.add_argument("--resume", action="store_true")
     add_recipe_args(r)
     add_run_args(r)

@@ -1,6 +1,8 @@
 """``moga-zoo train``: stand-alone training with a named recipe and per-option overrides."""
 from __future__ import annotations
 
+from .common import nonneg_int, positive_float, positive_int
+
 import json
 import sys
 
@@ -77,7 +79,7 @@ def add_subcommands(sub) -> None:
                    help="named recipe; the options below override its fields")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_recipe_args(s)
-    s.add_argument("--val-size", type=int, default=0,
+    s.add_argument("--val-size", type=nonneg_int, default=0,
                    help="hold this many training images out for the curve (default 0: the test split)")
     add_run_args(s)
     s.set_defaults(func=cmd_train)
@@ -85,10 +87,10 @@ def add_subcommands(sub) -> None:
 
 def add_recipe_args(s) -> None:
     r = s.add_argument_group("recipe overrides")
-    r.add_argument("--epochs", type=int)
-    r.add_argument("--batch-size", type=int, help="global batch (split over torchrun processes)")
+    r.add_argument("--epochs", type=positive_int)
+    r.add_argument("--batch-size", type=positive_int, help="global batch (split over torchrun processes)")
     r.add_argument("--optimizer", choices=OPTIMIZERS)
-    r.add_argument("--lr", type=float, help="peak learning rate for the global batch")
+    r.add_argument("--lr", type=positive_float, help="peak learning rate for the global batch")
     r.add_argument("--schedule", choices=SCHEDULES)
     r.add_argument("--warmup-epochs", type=float)
     r.add_argument("--weight-decay", type=float, help="not applied to BN parameters or biases")
@@ -97,16 +99,16 @@ def add_recipe_args(s) -> None:
     r.add_argument("--drop-path", type=float, help="stochastic depth rate of the last block")
     r.add_argument("--ema-decay", type=float, help="EMA of weights (0 disables)")
     r.add_argument("--grad-clip", type=float)
-    r.add_argument("--cutout", type=int, help="Cutout square size in pixels (0 disables)")
+    r.add_argument("--cutout", type=nonneg_int, help="Cutout square size in pixels (0 disables)")
     r.add_argument("--no-flip", action="store_true")
 
 
 def add_run_args(s) -> None:
-    s.add_argument("--micro-batches", type=int, default=1, help="accumulate each batch in N parts")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, help="torch compute threads")
-    s.add_argument("--workers", type=int, default=2, help="decoding threads")
-    s.add_argument("--checkpoint-minutes", type=float, default=5.0,
+    s.add_argument("--micro-batches", type=positive_int, default=1, help="accumulate each batch in N parts")
+    s.add_argument("--seed", type=nonneg_int, default=0)
+    s.add_argument("--threads", type=positive_int, help="torch compute threads")
+    s.add_argument("--workers", type=positive_int, default=2, help="decoding threads")
+    s.add_argument("--checkpoint-minutes", type=positive_float, default=5.0,
                    help="the most work a crash (kill -9, power loss) can lose")
-    s.add_argument("--checkpoint-steps", type=int, help="also checkpoint every N optimizer steps")
+    s.add_argument("--checkpoint-steps", type=positive_int, help="also checkpoint every N optimizer steps")
     s.add_argument("--json", action="store_true")

@@ -10,7 +10,7 @@ import io
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +39,7 @@ class Dataset:
     samples: list[Sample]
     classes: list[str]  # class index -> name (synset for ImageNet)
     layout: str
+    unlabeled: list[str] = field(default_factory=list)  # image files found that carry no label
 
     def __len__(self):
         return len(self.samples)
@@ -122,7 +123,8 @@ def _devkit(root: Path, classes: list[str]) -> Dataset | None:
 
 
 def _synset_prefixed(root: Path, classes: list[str]) -> Dataset | None:
-    files = sorted(p for p in root.iterdir() if p.is_file() and _is_image(p) and _SYNSET_PREFIX.match(p.name))
+    images = sorted(p for p in root.iterdir() if p.is_file() and _is_image(p))
+    files = [p for p in images if _SYNSET_PREFIX.match(p.name)]
     if not files:
         return None
     index = {s: i for i, s in enumerate(classes)}
@@ -132,7 +134,8 @@ def _synset_prefixed(root: Path, classes: list[str]) -> Dataset | None:
         if syn not in index:
             raise DatasetError(f"{p.name}: {syn} is not an ImageNet-1k synset")
         samples.append(Sample(p.name, _file_opener(p), index[syn]))
-    return Dataset(samples, classes, "files named <synset>_<anything>")
+    return Dataset(samples, classes, "files named <synset>_<anything>",
+                   unlabeled=[p.name for p in images if not _SYNSET_PREFIX.match(p.name)])
 
 
 IMAGENET_LAYOUTS = (
@@ -161,8 +164,17 @@ def imagenet(path: str | Path) -> Dataset:
 
 # --- Class folders (on disk or in a zip) ---------------------------------------------------
 
+MAX_IMAGE_BYTES = 64 << 20  # one image file; a larger zip member is refused, never inflated
+
+
 def _zip_opener(zf: zipfile.ZipFile, member: str):
-    return lambda: zf.open(member)
+    def open_member():
+        declared = zf.getinfo(member).file_size
+        if declared > MAX_IMAGE_BYTES:
+            raise DatasetError(f"zip member {member} declares {declared:,} bytes, more than an image may "
+                               f"have ({MAX_IMAGE_BYTES:,}); not inflated")
+        return zf.open(member)
+    return open_member
 
 
 def class_folders(path: str | Path, classes: list[str] | None = None, *, split: str | None = None) -> Dataset:
@@ -183,6 +195,7 @@ def class_folders(path: str | Path, classes: list[str] | None = None, *, split: 
         entries = [(parts, o, n) for parts, o, n in entries if len(parts) >= 3 and parts[-3] == split]
         if not entries:
             raise DatasetError(f"{path}: no '<{split}>/<class>/<image>' entries (split '{split}')")
+    unlabeled = [n for parts, o, n in entries if len(parts) < 2]  # images beside, not inside, class folders
     entries = [(parts, o, n) for parts, o, n in entries if len(parts) >= 2]
     if not entries:
         raise DatasetError(f"{path}: no '<class>/<image>' entries found")
@@ -195,7 +208,8 @@ def class_folders(path: str | Path, classes: list[str] | None = None, *, split: 
         raise DatasetError(f"{path}: class folders {', '.join(missing[:8])} match none of the model's "
                            f"{len(classes)} label names (e.g. {', '.join(classes[:3])})")
     samples = [Sample(n, o, norm[_norm(parts[-2])]) for parts, o, n in sorted(entries, key=lambda e: e[2])]
-    return Dataset(samples, list(classes), f"class folders{' in zip' if zipfile.is_zipfile(path) else ''}")
+    return Dataset(samples, list(classes), f"class folders{' in zip' if zipfile.is_zipfile(path) else ''}",
+                   unlabeled=unlabeled)
 
 
 def _norm(name: str) -> str:
@@ -233,13 +247,21 @@ def _python_batch(path: Path):
             batch = _ArraysOnly(f, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError) as e:
             raise DatasetError(f"{path}: not a CIFAR-10 python batch ({e})") from e
-    return np.asarray(batch[b"data"], dtype=np.uint8), batch[b"labels"]
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch (a dict with b'data' and b'labels')")
+    data = np.asarray(batch[b"data"])
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(batch[b"labels"]):
+        raise DatasetError(f"{path}: CIFAR-10 python batch with data of shape {data.shape} and "
+                           f"{len(batch[b'labels'])} labels; expected N x 3072 and N labels")
+    return data.astype(np.uint8), np.asarray(batch[b"labels"])
 
 
 def _binary_batch(path: Path):
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 3073:
         raise DatasetError(f"{path}: size {raw.size} is not a multiple of 3073-byte CIFAR records")
+    if raw.size == 0:
+        raise DatasetError(f"{path}: empty file; a CIFAR-10 binary batch holds 3073-byte records")
     rec = raw.reshape(-1, 3073)
     return rec[:, 1:], rec[:, 0]
 
@@ -259,6 +281,10 @@ def _cifar_release(root: Path, split: str, release: str) -> Dataset | None:
     samples = []
     for n in names:
         rows, labels = read(d / n)
+        bad = [int(v) for v in np.asarray(labels) if not 0 <= int(v) < len(CIFAR10_CLASSES)]
+        if bad:
+            raise DatasetError(f"{d / n}: label {bad[0]} is not a CIFAR-10 class (0..9); the file is "
+                               f"damaged or not CIFAR-10")
         samples += _array_samples(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, n)
     return Dataset(samples, list(CIFAR10_CLASSES), f"CIFAR-10 {release} release")
 
@@ -290,4 +316,7 @@ def read_bytes(opened) -> io.BytesIO | Image.Image:
     if isinstance(opened, Image.Image):
         return opened
     with opened as f:
-        return io.BytesIO(f.read())
+        data = f.read(MAX_IMAGE_BYTES + 1)  # bounded whatever a zip header claims
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DatasetError(f"image file larger than {MAX_IMAGE_BYTES:,} bytes; refused")
+    return io.BytesIO(data)

@@ -41,6 +41,10 @@ class Preprocess:
     def __post_init__(self):
         if self.interpolation not in _INTERP:
             raise ValueError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(_INTERP)}")
+        for name in ("resize", "crop"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
         if self.crop > self.resize:
             raise ValueError(f"crop {self.crop} is larger than resize {self.resize}")
         for name in ("mean", "std"):
@@ -48,6 +52,10 @@ class Preprocess:
                 raise ValueError(f"{name} needs 3 values (R, G, B), got {getattr(self, name)!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if not all(v > 0 and v != float("inf") for v in self.std):
+            raise ValueError(f"std values divide the pixels: they must be finite and > 0, got {self.std}")
+        if not all(abs(v) != float("inf") and v == v for v in self.mean):
+            raise ValueError(f"mean values must be finite numbers, got {self.mean}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,8 +20,9 @@ def export(model, fmt: str, out_dir: str | Path = "exported", *, weights=None, o
            deploy=None, threads: int | None = None) -> dict:
     """Export ``model`` (a registered name, spec file or SpecNet) and return the sidecar dict.
 
-    ``images`` verify the artifact (default: ``calib``, else images the project draws itself);
-    ``calib`` calibrates int8.
+    ``images`` verify the artifact (default: ``calib``, of which TFLite int8 keeps every 4th image
+    out of calibration to verify on; else images the project draws itself); ``calib``
+    calibrates int8.
     """
     from ..registry import create_model
 
@@ -33,21 +34,32 @@ def export(model, fmt: str, out_dir: str | Path = "exported", *, weights=None, o
         raise ExportError(f"--dynamic-batch applies to onnx only ({fmt} files have a static batch of 1)")
     if opset is not None and fmt != "onnx":
         raise ExportError("--opset applies to onnx only (mace is fixed at opset 13, tflite has none)")
+    if opset is not None and not 13 <= opset <= 20:
+        raise ExportError(f"--opset {opset}: the exporter writes opsets 13..20 (17, the default, has native HardSwish)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        import tempfile
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise ExportError(f"cannot write to --out {out}: {e.strerror}; nothing was exported") from None
     if isinstance(model, (str, Path)):
         model = create_model(model, weights=weights)
     model.eval()
     path = Path(out_dir) / artifact_name(model.spec.name, fmt, quantize)
-    images = images if images is not None else calib
+    verify = images if images is not None else calib  # tflite int8 holds part of calib out itself
     if fmt == "onnx":
         from .onnx import export_onnx
-        info = export_onnx(model, path, opset=opset or 17, dynamic_batch=dynamic_batch, images=images,
+        info = export_onnx(model, path, opset=opset or 17, dynamic_batch=dynamic_batch, images=verify,
                            threads=threads)
     elif fmt == "tflite":
         from .tflite import export_tflite
         info = export_tflite(model, path, quantize=quantize, calib=calib, images=images, threads=threads)
     else:
         from .mace import Deployment, export_mace
-        info = export_mace(model, path, deploy=deploy or Deployment(), images=images, threads=threads)
+        info = export_mace(model, path, deploy=deploy or Deployment(), images=verify, threads=threads)
     info["path"] = str(path)
     return info
 

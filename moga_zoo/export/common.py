@@ -74,9 +74,19 @@ def load_images(images, preprocess: Preprocess) -> ImageSet:
         return ImageSet(np.stack([preprocess(p) for p in pics]), f"built-in ({len(pics)} drawn images)")
     files = image_files(images) if isinstance(images, (str, os.PathLike)) else [Path(p) for p in images]
     from ..data.datasets import _SYNSET_PREFIX, imagenet_synsets
+    from ..evaluate import DECODE_ERRORS
     synsets = {s: i for i, s in enumerate(imagenet_synsets())}
     labels = [synsets.get(m[1]) if (m := _SYNSET_PREFIX.match(f.name)) else None for f in files]
-    x = np.stack([preprocess(decode(f)) for f in files])
+    arrays, bad = [], []
+    for f in files:
+        try:
+            arrays.append(preprocess(decode(f)))
+        except DECODE_ERRORS as e:
+            bad.append(f"{f} ({type(e).__name__}: {e})")
+    if bad:
+        raise ExportError(f"{len(bad)} image(s) cannot be read: {'; '.join(bad[:5])}. Remove them from the "
+                          f"calibration/verification images; nothing was exported")
+    x = np.stack(arrays)
     src = str(images) if isinstance(images, (str, os.PathLike)) else f"{len(files)} files"
     return ImageSet(x, f"{src} ({len(files)} images)",
                     np.array(labels) if all(l is not None for l in labels) else None)

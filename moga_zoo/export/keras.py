@@ -5,13 +5,9 @@ every tensor by name and fails loudly on any layer it cannot fill.
 """
 from __future__ import annotations
 
-import os
+import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-
-from ..specs import Spec  # noqa: E402
+from ..specs import FEATURE_OPS, Spec
 
 _ACT = {"RE": "relu", "HS": "hard_swish", "R6": "relu6"}
 
@@ -86,7 +82,7 @@ def build_keras(spec: Spec, input_size: int = 224, batch_size: int | None = 1):
     inp = keras.Input((input_size, input_size, spec.in_chans), batch_size=batch_size, name="input")
     x, cin, body, head = inp, spec.in_chans, 0, 0
     for r in spec.rows:
-        if r.op in ("conv", "ds", "ir"):
+        if r.op in FEATURE_OPS:
             x = add_row(x, r, cin, spec, f"features_{body}")
             body += 1
         elif r.op == "pool":
@@ -106,7 +102,7 @@ def row_model(spec: Spec, index: int, in_shape: tuple[int, int, int]):
     c, h, w = in_shape
     r = spec.rows[index]
     inp = keras.Input((h, w, c), batch_size=1, name="input")
-    out = add_row(inp, r, c, spec, "row") if r.op in ("conv", "ds", "ir") else add_head_row(inp, r, spec, "row")
+    out = add_row(inp, r, c, spec, "row") if r.op in FEATURE_OPS else add_head_row(inp, r, spec, "row")
     return keras.Model(inp, out)
 
 

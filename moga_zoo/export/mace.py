@@ -67,6 +67,9 @@ def check_mace(model, runtime: str = "cpu+gpu") -> list[str]:
                               f".onnx files such as moga-export --format mace writes") from None
     else:
         proto = model
+    if not proto.graph.node:
+        raise ExportError(f"{model if isinstance(model, (str, Path)) else 'the model'} is not an ONNX model "
+                          f"(it has no graph); --check-mace reads .onnx files such as moga-export writes")
     gpu = runtime != "cpu"
     problems = []
     if proto.ir_version > MAX_IR:

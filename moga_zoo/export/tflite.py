@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..runners import TFLiteRunner
 from ..files import atomic_path
-from .common import ExportError, compare, finish, load_images, provenance, torch_logits, verify_or_fail
+from .common import (ExportError, compare, finish, image_files, load_images, provenance, torch_logits,
+                     verify_or_fail)
 from .keras import keras_from_torch
 
 QUANTIZE = (None, "fp16", "int8")
@@ -41,6 +44,11 @@ def convert(keras_model, quantize: str | None = None, calib_nchw: np.ndarray | N
         return conv.convert()
 
 
+def _say(msg: str) -> None:
+    """Progress of a long export, on stderr (minutes for int8), in place of TensorFlow's noise."""
+    print(f"  {msg} ...", file=sys.stderr, flush=True)
+
+
 def tflite_ops(path) -> list[str]:
     """Builtin op names of a .tflite file (read without XNNPACK, which would hide them)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -56,11 +64,21 @@ def export_tflite(model, path: str | Path, *, quantize: str | None = None, calib
     if quantize not in QUANTIZE:
         raise ExportError(f"unknown quantization {quantize!r}; use fp16 or int8")
     pre = model.pretrained_cfg.preprocess
+    if quantize == "int8" and calib is not None and images is None:
+        # int8 is verified on images it was not calibrated on: every 4th calibration file is held out
+        files = image_files(calib) if isinstance(calib, (str, os.PathLike)) else [Path(p) for p in calib]
+        if len(files) < 2:
+            raise ExportError("int8 needs at least 2 images in --calib (3 in 4 calibrate, 1 in 4 verify), or "
+                              "give --verify PATH")
+        calib, images = [f for i, f in enumerate(files) if i % 4 != 3], files[3::4] or files[-1:]
     cal = load_images(calib, pre) if calib is not None else None
     same = images is None or images is calib  # verifying on the calibration set: decode it once
     ver = cal if same and cal is not None else load_images(images, pre)
+    _say(f"building the Keras model of {model.spec.name} and copying the weights")
     km = keras_from_torch(model, batch_size=1)
+    _say(f"converting to TFLite {quantize or 'fp32'}" + (f" (calibrating on {cal.source})" if cal else ""))
     blob = convert(km, quantize, cal.x if cal is not None else None)
+    _say(f"verifying against torch on {ver.source}")
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)

@@ -11,6 +11,7 @@ is the mean of its per-round times. (Timing one block many times in a row measur
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from ..builder import SpecNet, make_row
 from ..sizes import layer_sizes
 from ..specs import MOGA_SKELETON, NUM_CHOICES, Spec, from_choices
-from .table import LatencyTable, row_keys
+from .table import LatencyTable, TableError, row_keys
 from .timing import interleaved, prepare
 
 CALIBRATION_SEED = 1234
@@ -93,19 +94,60 @@ def fit_calibration(raw: list[float], measured: list[float]) -> tuple[float, flo
     return float(scale), float(offset)
 
 
+NOISE_CV_LIMIT = 0.25  # median round-to-round variation of the blocks' times
+
+
+def other_load(threads: int) -> tuple[float, int, bool]:
+    """(1-minute load average minus this process, CPUs, busy): busy when other work would share the
+    cores the table is measuring on."""
+    cpus = os.cpu_count() or 1
+    others = max(0.0, os.getloadavg()[0] - 1.0)
+    return others, cpus, others > cpus - threads + 0.5
+
+
+def round_cv(rows: dict) -> float:
+    """Median over blocks of (std / median) of their per-round medians: near 0 on a quiet machine."""
+    cvs = [float(np.std(v["round_medians"]) / np.median(v["round_medians"]))
+           for v in rows.values() if len(v["round_medians"]) > 1]
+    return float(np.median(cvs)) if cvs else 0.0
+
+
 def build_table(backend: str = "onnxruntime", *, threads: int = 1, spinning: bool = False,
                 choices=range(NUM_CHOICES), calibrate: int = 10, rounds: int = 100, reps: int = 1,
-                size: int = 224, progress: bool = True) -> LatencyTable:
+                size: int = 224, progress: bool = True, force: bool = False) -> LatencyTable:
+    """Time every block of the space (and calibration networks) on this machine.
+
+    A table built while other jobs share the CPU can predict with 200% error (seen here), so the
+    machine's noise is measured and recorded in ``meta["noise"]``: the load from other processes
+    before the build (a busy machine is refused at once) and the blocks' round-to-round variation
+    (above ``NOISE_CV_LIMIT`` the table is refused). ``force`` keeps the table with a warning in
+    its metadata instead.
+    """
     choices = sorted(set(choices))
     specs = space_specs(choices)
+    load, cpus, busy = other_load(threads)
+    if busy and not force:
+        raise TableError(f"other processes keep {load:.1f} of this machine's {cpus} CPUs busy (1-minute load "
+                         f"average); a table timed now would be wrong. Stop them and build again, or pass "
+                         f"--force to keep a table marked as measured under load")
     with tempfile.TemporaryDirectory(prefix="moga_lut_") as tmp:
         rows = interleaved(row_callables(specs, backend, threads, Path(tmp), spinning, size),
                            rounds=rounds, reps=reps, progress=progress)
+        cv = round_cv(rows)
+        noise = {"other_load_before": round(load, 2), "cpus": cpus, "round_cv_median": round(cv, 4),
+                 "cv_limit": NOISE_CV_LIMIT, "other_load_after": round(other_load(threads)[0], 2)}
+        if cv > NOISE_CV_LIMIT or busy:
+            noise["warning"] = (f"measured under load (other load {load:.1f} on {cpus} CPUs, round-to-round "
+                                f"variation {cv:.0%}): predictions may be far off")
+            if not force:
+                raise TableError(f"block times varied {cv:.0%} from round to round (limit {NOISE_CV_LIMIT:.0%}): "
+                                 f"the machine was busy while timing. Build again on a quiet machine, or pass "
+                                 f"--force to keep a table marked as noisy")
         table = LatencyTable(
             {k: {"count": v["count"], "mean": round(v["mean"], 5), "std": round(v["std"], 5),
                  "median": round(v["median"], 5), "p90": round(v["p90"], 5)} for k, v in rows.items()},
             LatencyTable.new_meta(backend, threads, spinning, size, specs[0].to_dict()["options"],
-                                  space="moga", choices=choices, rounds=rounds, reps=reps))
+                                  space="moga", choices=choices, rounds=rounds, reps=reps, noise=noise))
         if calibrate:
             cal = [from_choices(c, name=f"cal{j}") for j, c in
                    enumerate(random_choices(calibrate, CALIBRATION_SEED, choices))]

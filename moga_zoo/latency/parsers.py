@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..builder import make_row
 from ..files import write_text_atomic
-from ..specs import NUM_CHOICES, Spec
+from ..specs import FEATURE_OPS, NUM_CHOICES, Spec
 from .build import space_specs, unique_rows
 from .table import LatencyTable, TableError, row_keys
 
@@ -122,7 +122,7 @@ def _mace_rows(text: str) -> list[tuple[str, float]]:
 
 
 def _row_of(name: str, spec: Spec) -> int | None:
-    body = [i for i, r in enumerate(spec.rows) if r.op in ("conv", "ds", "ir")]
+    body = [i for i, r in enumerate(spec.rows) if r.op in FEATURE_OPS]
     if m := re.search(r"features[./](\d+)", name):
         return body[int(m[1])]
     if m := re.search(r"head_convs[./](\d+)", name):

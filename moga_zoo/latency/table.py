@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sizes import layer_sizes
-from ..specs import Spec
+from ..specs import BLOCK_OPS, Spec
 
 FORMAT, VERSION = "moga-zoo-lut", 1
 
@@ -48,7 +48,7 @@ def row_keys(spec: Spec, input_size: int = 224) -> list[tuple[int, str]]:
             key = f"{kind}-input:{ci}-output:{co}"
             if kind == "Conv_1" and r.k != 1:
                 key += f"-kernel:{r.k}-stride:{r.s}"
-        elif r.op in ("ds", "ir"):
+        elif r.op in BLOCK_OPS:
             idskip = int(r.op == "ir" and r.s == 1 and sz.in_shape[0] == r.c)
             key = (f"expanded_conv-input:{ci}-output:{co}-expand:{sz.hidden}-kernel:{r.k}-stride:{r.s}"
                    f"-idskip:{idskip}-se:{int(r.se)}-hs:{int(r.nl == 'HS')}")

@@ -15,7 +15,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-BACKENDS = ("torch", "onnxruntime", "tflite", "tflite-int8")
+from ..runners import BACKENDS as RUNTIMES
+
+BACKENDS = RUNTIMES + ("tflite-int8",)  # what a table or bench can time
 
 
 def prepare(backend: str, module: torch.nn.Module, in_shape: tuple, *, threads: int, workdir: Path,

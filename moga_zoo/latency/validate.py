@@ -9,20 +9,15 @@ import numpy as np
 from ..specs import from_choices, to_choices
 from .build import CALIBRATION_SEED, model_callables, random_choices
 from .table import LatencyTable, TableError
-from .timing import interleaved
+from .timing import BACKENDS, interleaved
 
 VALIDATION_SEED = 2026
 
 
 def kendall_tau(a, b) -> float:
-    """Tau-b over all pairs (ties counted as neither concordant nor discordant)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    i, j = np.triu_indices(len(a), 1)
-    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-    n0 = len(i)
-    n1, n2 = int((da == 0).sum()), int((db == 0).sum())
-    denom = np.sqrt((n0 - n1) * (n0 - n2))
-    return float((da * db).sum() / denom) if denom else float("nan")
+    """Kendall's tau-b (scipy's)."""
+    from scipy.stats import kendalltau
+    return float(kendalltau(np.asarray(a, float), np.asarray(b, float)).statistic)
 
 
 def metrics(pred, meas) -> dict:
@@ -61,7 +56,7 @@ def validate_table(table: LatencyTable, n: int = 50, *, rounds: int = 10, reps: 
     """Measure ``n`` random MoGA architectures whole on the table's backend and threads."""
     meta = table.meta
     backend = meta.get("backend")
-    if backend not in ("torch", "onnxruntime", "tflite", "tflite-int8"):
+    if backend not in BACKENDS:
         raise TableError(f"table backend {backend!r} cannot be measured on this machine (tables from a "
                          f"phone are validated there); validate runs torch, onnxruntime or tflite")
     if seed == CALIBRATION_SEED:

@@ -1,11 +1,13 @@
 """``moga-zoo lut ...`` and ``moga-zoo bench``: argument parsing and printing only."""
 from __future__ import annotations
 
+from .common import nonneg_int, positive_int
+
 import json
 from pathlib import Path
 
 from ..specs import NUM_CHOICES
-from .timing import BACKENDS
+from ..latency.timing import BACKENDS
 
 
 def _ints(text: str) -> list[int]:
@@ -13,19 +15,25 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_build(args) -> int:
-    from .build import build_table
+    from ..latency.build import build_table
     table = build_table(args.backend, threads=args.threads, spinning=args.spinning, choices=_ints(args.choices),
-                        calibrate=args.calibrate, rounds=args.rounds, reps=args.reps, size=args.input_size)
+                        calibrate=args.calibrate, rounds=args.rounds, reps=args.reps, size=args.input_size,
+                        force=args.force)
     table.save(args.out)
     cal = table.calibration
     print(f"wrote {args.out}: {len(table.entries)} entries ({args.backend}, {args.threads} thread(s))"
           + (f"; calibration scale {cal['scale']:.3f} offset {cal['offset']:+.3f} ms on {cal['n']} networks" if cal else ""))
+    noise = table.meta["noise"]
+    print(f"machine noise: round-to-round variation {noise['round_cv_median']:.1%}, other load "
+          f"{noise['other_load_before']:.1f} on {noise['cpus']} CPUs")
+    if "warning" in noise:
+        print(f"WARNING: {noise['warning']}")
     return 0
 
 
 def cmd_validate(args) -> int:
-    from .table import LatencyTable
-    from .validate import validate_table
+    from ..latency.table import LatencyTable
+    from ..latency.validate import validate_table
     table = LatencyTable.load(args.table)
     png = args.png or str(Path(args.table).with_suffix(".validation.png"))
     res = validate_table(table, args.n, rounds=args.rounds, reps=args.reps, png=png)
@@ -45,7 +53,7 @@ def cmd_validate(args) -> int:
 def cmd_predict(args) -> int:
     from ..registry import resolve_model
     from ..specs import from_choices
-    from .table import LatencyTable
+    from ..latency.table import LatencyTable
     table = LatencyTable.load(args.table)
     spec = from_choices(_ints(args.choices)) if args.choices else resolve_model(args.model).spec
     out = {"model": spec.name, "predicted_ms": table.predict(spec), "sum_ms": table.raw(spec)}
@@ -55,8 +63,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .parsers import merge, parse_mace_log, parse_tflite_log
-    from .table import LatencyTable
+    from ..latency.parsers import merge, parse_mace_log, parse_tflite_log
+    from ..latency.table import LatencyTable
     if args.ofa:
         table = LatencyTable.from_ofa_yaml(Path(args.ofa).read_text(), source=str(args.ofa))
     elif args.tflite_log:
@@ -77,7 +85,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .table import LatencyTable
+    from ..latency.table import LatencyTable
     from ..files import write_text_atomic
     write_text_atomic(Path(args.ofa), LatencyTable.load(args.table).to_ofa_yaml())
     print(f"wrote {args.ofa} (Once-for-All YAML)")
@@ -85,7 +93,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_export_rows(args) -> int:
-    from .parsers import export_rows
+    from ..latency.parsers import export_rows
     manifest = export_rows(args.out, args.format, _ints(args.choices), args.input_size)
     print(f"wrote {manifest} and the per-row files beside it")
     return 0
@@ -93,7 +101,7 @@ def cmd_export_rows(args) -> int:
 
 def cmd_bench(args) -> int:
     from ..registry import list_models
-    from .bench import bench, format_rows, op_breakdown, to_csv
+    from ..latency.bench import bench, format_rows, op_breakdown, to_csv
     models = list_models() if args.models == ["all"] else args.models
     rows = bench(models, args.backends, threads=args.threads, rounds=args.rounds, reps=args.reps,
                  batch=args.batch, spinning=args.spinning)
@@ -113,22 +121,24 @@ def add_subcommands(sub) -> None:
     all_choices = " ".join(map(str, range(NUM_CHOICES)))
 
     s = ls.add_parser("build", help="measure every choice block and fixed row on this machine")
-    s.add_argument("--backend", choices=("onnxruntime", "tflite", "torch"), default="onnxruntime")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    s.add_argument("--threads", type=positive_int, default=1)
     s.add_argument("--spinning", action="store_true", help="let idle onnxruntime threads spin")
     s.add_argument("--choices", default=all_choices, help="Table-1 choices to cover (default: all 12)")
-    s.add_argument("--calibrate", type=int, default=10, help="whole networks timed to fit scale/offset (0: none)")
-    s.add_argument("--rounds", type=int, default=100)
-    s.add_argument("--reps", type=int, default=1)
-    s.add_argument("--input-size", type=int, default=224)
+    s.add_argument("--calibrate", type=nonneg_int, default=10, help="whole networks timed to fit scale/offset (0: none)")
+    s.add_argument("--rounds", type=positive_int, default=100)
+    s.add_argument("--reps", type=positive_int, default=1)
+    s.add_argument("--input-size", type=positive_int, default=224)
+    s.add_argument("--force", action="store_true",
+                   help="keep a table measured on a busy machine (marked as such in its metadata)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_build)
 
     s = ls.add_parser("validate", help="predicted vs measured on random architectures (+ scatter PNG)")
     s.add_argument("table")
-    s.add_argument("--n", type=int, default=50)
-    s.add_argument("--rounds", type=int, default=10)
-    s.add_argument("--reps", type=int, default=20)
+    s.add_argument("--n", type=positive_int, default=50)
+    s.add_argument("--rounds", type=positive_int, default=10)
+    s.add_argument("--reps", type=positive_int, default=20)
     s.add_argument("--png", help="scatter plot path (default: <table>.validation.png)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_validate)
@@ -157,7 +167,7 @@ def add_subcommands(sub) -> None:
     s = ls.add_parser("export-rows", help="one file per table key (+ manifest, adb script) for a phone")
     s.add_argument("--format", choices=("tflite", "onnx"), default="tflite")
     s.add_argument("--choices", default=all_choices)
-    s.add_argument("--input-size", type=int, default=224)
+    s.add_argument("--input-size", type=positive_int, default=224)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_export_rows)
 
@@ -165,10 +175,10 @@ def add_subcommands(sub) -> None:
     s.add_argument("--models", nargs="+", default=["all"])
     s.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tflite", "tflite-int8"],
                    choices=BACKENDS)
-    s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--rounds", type=int, default=7)
-    s.add_argument("--reps", type=int, default=10)
-    s.add_argument("--batch", type=int, default=32, help="throughput batch size (0: skip)")
+    s.add_argument("--threads", type=positive_int, default=2)
+    s.add_argument("--rounds", type=positive_int, default=7)
+    s.add_argument("--reps", type=positive_int, default=10)
+    s.add_argument("--batch", type=nonneg_int, default=32, help="throughput batch size (0: skip)")
     s.add_argument("--spinning", action="store_true")
     s.add_argument("--breakdown", metavar="DIR", help="write an onnxruntime op-type breakdown (PNG, JSON)")
     s.add_argument("--csv", metavar="FILE")
