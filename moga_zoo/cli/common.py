@@ -11,7 +11,7 @@ from ..export.common import ExportError
 from ..latency.table import TableError
 from ..specs import SpecError
 from ..search.nsga import SearchError
-from ..train.loop import TrainError
+from ..train.loop import Interrupted, TrainError
 from ..weights import WeightsError
 
 EXPECTED = (SpecError, WeightsError, DatasetError, ExportError, TableError, TrainError, SearchError,
@@ -46,6 +46,9 @@ def run(parser, argv=None) -> int:
             traceback.print_exc()
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # a long run that saved its state
+        print(f"{parser.prog}: {e}. Continue with the same command and --resume", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
@@ -57,32 +60,25 @@ def run(parser, argv=None) -> int:
         return 70
 
 
+def _number(cast, text: str, ok, want: str):
+    try:
+        v = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'a whole number' if cast is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
+    return v
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (a batch of 0 would spin forever)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+    return _number(int, text, lambda v: v >= 1, ">= 1")
 
 
 def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+    return _number(int, text, lambda v: v >= 0, ">= 0")
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
+    return _number(float, text, lambda v: 0 < v < float("inf"), "a finite number > 0")

@@ -4,7 +4,6 @@ from __future__ import annotations
 from .common import nonneg_int, positive_int
 
 import json
-import sys
 
 EXAMPLES = """subcommands, with one worked example each:
 
@@ -56,21 +55,16 @@ def cmd_evolve(args) -> int:
 
 
 def cmd_train_supernet(args) -> int:
-    from ..train.loop import Interrupted
     from ..train.run import default_command
     from ..search.pipeline import SUPERNET_RECIPE, train_supernet
     from .train import recipe_from_args, set_threads
 
     set_threads(args)
-    try:
-        result = train_supernet(cifar10=args.cifar10, out=args.out, recipe=recipe_from_args(SUPERNET_RECIPE, args),
-                                val_size=args.val_size, seed=args.seed, resume=args.resume,
-                                same_batch=not args.consecutive_batches, micro_batches=args.micro_batches,
-                                checkpoint_minutes=args.checkpoint_minutes, checkpoint_steps=args.checkpoint_steps,
-                                workers=args.workers, command=default_command())
-    except Interrupted as e:
-        print(f"moga-zoo search train-supernet: {e}. Continue with the same command and --resume", file=sys.stderr)
-        return 130
+    result = train_supernet(cifar10=args.cifar10, out=args.out, recipe=recipe_from_args(SUPERNET_RECIPE, args),
+                            val_size=args.val_size, seed=args.seed, resume=args.resume,
+                            same_batch=not args.consecutive_batches, micro_batches=args.micro_batches,
+                            checkpoint_minutes=args.checkpoint_minutes, checkpoint_steps=args.checkpoint_steps,
+                            workers=args.workers, command=default_command())
     if result:
         print(json.dumps(result, indent=2) if args.json else
               f"supernet trained {result['epochs']} epochs in {result['wall_seconds'] / 60:.0f} min; MoGA-C path "
@@ -79,21 +73,16 @@ def cmd_train_supernet(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from ..train.loop import Interrupted
     from ..train.run import default_command
     from ..search.pipeline import SUPERNET_RECIPE, run_pipeline
     from .train import recipe_from_args, set_threads
 
     set_threads(args)
-    try:
-        state = run_pipeline(cifar10=args.cifar10, table=args.table, out=args.out,
-                             recipe=recipe_from_args(SUPERNET_RECIPE.override(epochs=3), args),
-                             val_size=args.val_size, val_images=args.val_images, bn_images=args.bn_images,
-                             pop_size=args.pop, generations=args.generations, seed=args.seed, k=args.k,
-                             resume=args.resume, command=default_command())
-    except Interrupted as e:
-        print(f"moga-zoo search run: {e}. Continue with the same command and --resume", file=sys.stderr)
-        return 130
+    state = run_pipeline(cifar10=args.cifar10, table=args.table, out=args.out,
+                         recipe=recipe_from_args(SUPERNET_RECIPE.override(epochs=3), args),
+                         val_size=args.val_size, val_images=args.val_images, bn_images=args.bn_images,
+                         pop_size=args.pop, generations=args.generations, seed=args.seed, k=args.k,
+                         resume=args.resume, command=default_command())
     print(json.dumps(state, indent=2) if args.json else
           "\n".join(f"stage {n}: {'complete' if s['complete'] else 'stopped'} in {s['seconds'] / 60:.1f} min"
                     for n, s in state["stages"].items()) + f"\nspecs and front in {args.out}/search")

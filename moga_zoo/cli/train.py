@@ -4,7 +4,6 @@ from __future__ import annotations
 from .common import nonneg_int, positive_float, positive_int
 
 import json
-import sys
 
 from ..train.recipes import OPTIMIZERS, RECIPES, SCHEDULES
 
@@ -30,19 +29,14 @@ def set_threads(args) -> None:
 
 
 def cmd_train(args) -> int:
-    from ..train.loop import Interrupted
     from ..train.run import default_command, train
 
     set_threads(args)
     recipe = recipe_from_args(RECIPES[args.recipe], args)
-    try:
-        result = train(args.model, cifar10=args.cifar10, out=args.out, recipe=recipe, resume=args.resume,
-                       val_size=args.val_size, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
-                       checkpoint_steps=args.checkpoint_steps,
-                       micro_batches=args.micro_batches, workers=args.workers, command=default_command())
-    except Interrupted as e:
-        print(f"moga-zoo train: {e}. Continue with the same command and --resume", file=sys.stderr)
-        return 130
+    result = train(args.model, cifar10=args.cifar10, out=args.out, recipe=recipe, resume=args.resume,
+                   val_size=args.val_size, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
+                   checkpoint_steps=args.checkpoint_steps, micro_batches=args.micro_batches,
+                   workers=args.workers, command=default_command())
     if result:
         print(json.dumps(result, indent=2) if args.json else
               f"{result['spec']}: top-1 {result['final']['val_top1']:.2f}% on {result['eval_set']} after "
