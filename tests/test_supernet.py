@@ -104,13 +104,13 @@ def _cli(*args):
 
 
 def test_supernet_training_resumes_bit_identically_after_kill_9(tmp_path):
-    data = write_cifar_binary(tmp_path / "data", n_train=100)  # 80 training images: 5 fair steps an epoch
+    data = write_cifar_binary(tmp_path / "data", n_train=70)  # 50 training images: 3 fair steps an epoch
     ref = tmp_path / "ref"
     out = subprocess.run(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(ref), *SUPER_ARGS),
                          env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
-    assert result["block_updates"] == {"min": 10, "max": 10}  # 2 epochs x 5 steps, every block once a step
+    assert result["block_updates"] == {"min": 6, "max": 6}  # 2 epochs x 3 steps, every block once a step
     run = tmp_path / "run"
     p = subprocess.Popen(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(run),
                               "--checkpoint-steps", "1", *SUPER_ARGS), env=_env(),
@@ -119,21 +119,21 @@ def test_supernet_training_resumes_bit_identically_after_kill_9(tmp_path):
     deadline, step = time.time() + 300, 0
     while time.time() < deadline and p.poll() is None:
         try:
-            step = torch.load(ckpt, weights_only=True)["global_step"]
+            step = torch.load(ckpt, weights_only=True, mmap=True)["global_step"]
         except Exception:
             pass
-        if step >= 6:
+        if step >= 4:
             break
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert 6 <= step < 10, step
+    assert 4 <= step < 6, step
     out = subprocess.run(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(run), "--resume",
                               *SUPER_ARGS), env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     a, b = load_file(str(ref / "supernet.safetensors")), load_file(str(run / "supernet.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads(out.stdout)["block_updates"] == {"min": 10, "max": 10}
+    assert json.loads(out.stdout)["block_updates"] == {"min": 6, "max": 6}
 
 
 def test_supernet_two_processes_equal_one(tmp_path):
