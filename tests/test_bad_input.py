@@ -1,6 +1,5 @@
 """Bad input and faults, one test per class: each ends in one clear line naming the problem and the
 fix, a non-zero exit status, no traceback, and nothing half-written left behind."""
-import io
 import json
 import pickle
 import subprocess
