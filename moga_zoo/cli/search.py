@@ -79,7 +79,7 @@ def cmd_run(args) -> int:
 
     set_threads(args)
     state = run_pipeline(cifar10=args.cifar10, table=args.table, out=args.out,
-                         recipe=recipe_from_args(SUPERNET_RECIPE.override(epochs=3), args),
+                         recipe=recipe_from_args(SUPERNET_RECIPE.override(epochs=2), args),
                          val_size=args.val_size, val_images=args.val_images, bn_images=args.bn_images,
                          pop_size=args.pop, generations=args.generations, seed=args.seed, k=args.k,
                          resume=args.resume, command=default_command())
@@ -129,13 +129,18 @@ def add_subcommands(sub) -> None:
     add_run_args(t)
     t.set_defaults(func=cmd_train_supernet)
 
-    r = ss.add_parser("run", help="supernet -> NSGA-II -> specs on CIFAR-10, resumable per stage")
+    r = ss.add_parser("run", help="supernet -> NSGA-II -> specs on CIFAR-10, resumable per stage",
+                      description="CPU-scale defaults, sized from benchmarks/bench_supernet.py on this 2-core "
+                                  "machine (BENCHMARKS.md section 9): supernet 2 epochs (~1.7 h), 40 x 30 "
+                                  "candidates each scored on 1,000 held-out images after BN recalibration on "
+                                  "500 (~40 min). The paper's settings (32 epochs, 70 x 120, BN on 2,000) are "
+                                  "train-supernet's and evolve's defaults for the ImageNet form.")
     r.add_argument("--cifar10", metavar="PATH", required=True)
     r.add_argument("--table", required=True, help="latency table JSON")
     r.add_argument("--out", required=True)
     r.add_argument("--val-size", type=nonneg_int, default=5000)
     r.add_argument("--val-images", type=positive_int, default=1000, help="held-out images each candidate is scored on")
-    r.add_argument("--bn-images", type=positive_int, default=1000, help="training images for BN recalibration")
+    r.add_argument("--bn-images", type=positive_int, default=500, help="training images for BN recalibration")
     r.add_argument("--pop", type=positive_int, default=40)
     r.add_argument("--generations", type=positive_int, default=30)
     r.add_argument("--k", type=positive_int, default=5)
