@@ -158,7 +158,7 @@ def plot_front(path: Path, hist: dict, front: dict, refs: dict, picked: list, lu
                     textcoords="offset points", xytext=(5, 5), color="tab:red")
     ax.set_xlabel(f"latency (ms, table: {lut.meta.get('backend', '?')}, {lut.meta.get('threads', '?')} thread(s))")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"MoGA search: accuracy vs latency (Figure 7)\naccuracy: {prov['accuracy']['source'][:70]}",
+    ax.set_title(f"MoGA search: accuracy vs latency (Figure 7)\naccuracy: {prov['accuracy']['source'].split(' (')[0][:80]}",
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
