@@ -1,10 +1,8 @@
 """FairNAS supernet: strict fairness, subnets holding the shared weights, BN recalibration,
 resume after kill -9, torchrun equality, and the whole pipeline on tiny data."""
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from moga_zoo.search.fairness import FairStep, fair_paths
 from moga_zoo.search.supernet import N_CHOICES, N_LAYERS, Supernet
 from moga_zoo.train.distributed import Dist
 from moga_zoo.train.loop import StepContext
-from test_train import _env, _free_port, synthetic_set, write_cifar_binary
+from test_train import _env, _free_port, kill_9_at_step, synthetic_set, write_cifar_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "benchmarks" / "results" / "lut_ort_1t.json"
@@ -115,18 +113,7 @@ def test_supernet_training_resumes_bit_identically_after_kill_9(tmp_path):
     p = subprocess.Popen(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(run),
                               "--checkpoint-steps", "1", *SUPER_ARGS), env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = run / "checkpoint.pt"
-    deadline, step = time.time() + 300, 0
-    while time.time() < deadline and p.poll() is None:
-        try:
-            step = torch.load(ckpt, weights_only=True, mmap=True)["global_step"]
-        except Exception:
-            pass
-        if step >= 4:
-            break
-        time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    step = kill_9_at_step(p, run / "checkpoint.pt", 4, timeout=300)
     assert 4 <= step < 6, step
     out = subprocess.run(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(run), "--resume",
                               *SUPER_ARGS), env=_env(), capture_output=True, text=True)

@@ -134,6 +134,22 @@ def _env(threads=1):
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
+def kill_9_at_step(proc, ckpt, min_step: int, timeout: float) -> int:
+    """SIGKILL ``proc`` once its checkpoint records ``min_step`` optimizer steps; returns the step
+    the checkpoint on disk holds afterwards (what a resume starts from)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if torch.load(ckpt, weights_only=True, mmap=True)["global_step"] >= min_step:
+                break
+        except Exception:
+            pass  # not written yet (the file only ever appears complete, by atomic rename)
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return torch.load(ckpt, weights_only=True)["global_step"]
+
+
 TRAIN_ARGS = ["--model", "moga_c", "--epochs", "2", "--batch-size", "16", "--warmup-epochs", "0.5",
               "--threads", "1", "--workers", "1", "--json"]
 
@@ -145,24 +161,11 @@ def test_resume_after_kill_9_is_bit_identical(tmp_path):
                    check=True, env=_env(), capture_output=True)
     run = tmp_path / "run"
     p = subprocess.Popen(_cli("train", "--cifar10", str(data), "--out", str(run), "--checkpoint-steps", "1",
-                              *TRAIN_ARGS), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = run / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill in the second epoch
-        if ckpt.exists():
-            try:
-                state = torch.load(ckpt, weights_only=True, mmap=True)
-                if state["global_step"] >= 25:
-                    break
-            except Exception:
-                pass  # never half-written (atomic rename), but the rename may race the read
-        time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+                              *TRAIN_ARGS), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    step = kill_9_at_step(p, run / "checkpoint.pt", 25, timeout=120)  # in the second epoch
     assert not (run / "model.safetensors").exists()
     assert [f.name for f in run.iterdir() if f.name.endswith(".part")] == []
-    state = torch.load(ckpt, weights_only=True)
-    assert 25 <= state["global_step"] < 40, "the run should have been killed in its second epoch"
+    assert 25 <= step < 40, "the run should have been killed in its second epoch"
     out = subprocess.run(_cli("train", "--cifar10", str(data), "--out", str(run), "--resume", *TRAIN_ARGS),
                          env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
