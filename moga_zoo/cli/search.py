@@ -60,7 +60,7 @@ def cmd_train_supernet(args) -> int:
     from .train import recipe_from_args, set_threads
 
     set_threads(args)
-    result = train_supernet(cifar10=args.cifar10, out=args.out, recipe=recipe_from_args(SUPERNET_RECIPE, args),
+    result = train_supernet(cifar10=args.cifar10, imagenet=args.imagenet, out=args.out, recipe=recipe_from_args(SUPERNET_RECIPE, args),
                             val_size=args.val_size, seed=args.seed, resume=args.resume,
                             same_batch=not args.consecutive_batches, micro_batches=args.micro_batches,
                             checkpoint_minutes=args.checkpoint_minutes, checkpoint_steps=args.checkpoint_steps,
@@ -78,7 +78,7 @@ def cmd_run(args) -> int:
     from .train import recipe_from_args, set_threads
 
     set_threads(args)
-    state = run_pipeline(cifar10=args.cifar10, table=args.table, out=args.out,
+    state = run_pipeline(cifar10=args.cifar10, imagenet=args.imagenet, table=args.table, out=args.out,
                          recipe=recipe_from_args(SUPERNET_RECIPE.override(epochs=2), args),
                          val_size=args.val_size, val_images=args.val_images, bn_images=args.bn_images,
                          pop_size=args.pop, generations=args.generations, seed=args.seed, k=args.k,
@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
 
 
 def add_subcommands(sub) -> None:
-    from .train import add_recipe_args, add_run_args
+    from .train import add_data_args, add_recipe_args, add_run_args
 
     s = sub.add_parser("search", help="MoGA search: weighted NSGA-II (evolve), FairNAS supernet, whole pipeline",
                        description=__doc__, epilog=EXAMPLES,
@@ -118,8 +118,8 @@ def add_subcommands(sub) -> None:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evolve)
 
-    t = ss.add_parser("train-supernet", help="FairNAS supernet with strict fairness on CIFAR-10")
-    t.add_argument("--cifar10", metavar="PATH", required=True)
+    t = ss.add_parser("train-supernet", help="FairNAS supernet with strict fairness (CIFAR-10 or ImageNet)")
+    add_data_args(t)
     t.add_argument("--out", required=True)
     t.add_argument("--val-size", type=nonneg_int, default=5000, help="images held out of the training split")
     t.add_argument("--consecutive-batches", action="store_true",
@@ -135,7 +135,7 @@ def add_subcommands(sub) -> None:
                                   "candidates each scored on 1,000 held-out images after BN recalibration on "
                                   "500 (~40 min). The paper's settings (32 epochs, 70 x 120, BN on 2,000) are "
                                   "train-supernet's and evolve's defaults for the ImageNet form.")
-    r.add_argument("--cifar10", metavar="PATH", required=True)
+    add_data_args(r)
     r.add_argument("--table", required=True, help="latency table JSON")
     r.add_argument("--out", required=True)
     r.add_argument("--val-size", type=nonneg_int, default=5000)

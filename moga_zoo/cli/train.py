@@ -32,8 +32,9 @@ def cmd_train(args) -> int:
     from ..train.run import default_command, train
 
     set_threads(args)
-    recipe = recipe_from_args(RECIPES[args.recipe], args)
-    result = train(args.model, cifar10=args.cifar10, out=args.out, recipe=recipe, resume=args.resume,
+    name = args.recipe or ("imagenet-moga" if args.imagenet else "cifar10")
+    recipe = recipe_from_args(RECIPES[name], args)
+    result = train(args.model, cifar10=args.cifar10, imagenet=args.imagenet, out=args.out, recipe=recipe, resume=args.resume,
                    val_size=args.val_size, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
                    checkpoint_steps=args.checkpoint_steps, micro_batches=args.micro_batches,
                    workers=args.workers, command=default_command())
@@ -62,21 +63,32 @@ def add_subcommands(sub) -> None:
     s.add_argument("--cifar10", metavar="PATH", required=True, help="CIFAR-10, to measure the test accuracy")
     s.set_defaults(func=cmd_ship)
 
-    s = sub.add_parser("train", help="train a model (CIFAR-10 on CPU; torchrun for several processes)",
-                       description="Train a registered model or spec file. A 224 spec trains in its "
-                                   "CIFAR-10 form (stem stride 1, 32x32 input, 10 classes).")
+    s = sub.add_parser("train", help="train a model (CIFAR-10 on CPU, ImageNet on GPUs; torchrun for several "
+                                     "processes)",
+                       description="Train a registered model or spec file. On CIFAR-10 a 224 spec trains in "
+                                   "its CIFAR-10 form (stem stride 1, 32x32 input, 10 classes).")
     s.add_argument("--model", required=True, help="registered name or spec .json")
-    s.add_argument("--cifar10", metavar="PATH", required=True,
-                   help="CIFAR-10: python/binary release, <split>/<class>/ folders, or a zip of them")
+    add_data_args(s)
     s.add_argument("--out", required=True, help="run folder: checkpoint, logs, curve, weights")
-    s.add_argument("--recipe", choices=sorted(RECIPES), default="cifar10",
-                   help="named recipe; the options below override its fields")
+    s.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="named recipe (default: cifar10 or imagenet-moga, by the data); the options below "
+                        "override its fields")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_recipe_args(s)
     s.add_argument("--val-size", type=nonneg_int, default=0,
                    help="hold this many training images out for the curve (default 0: the test split)")
     add_run_args(s)
     s.set_defaults(func=cmd_train)
+
+
+def add_data_args(s) -> None:
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--cifar10", metavar="PATH",
+                   help="CIFAR-10: python/binary release, <split>/<class>/ folders, or a zip of them (held "
+                        "in memory)")
+    g.add_argument("--imagenet", metavar="PATH",
+                   help="ImageNet root: train/<synset>/*.JPEG (streamed from disk) and val/ in any layout "
+                        "moga-eval reads")
 
 
 def add_recipe_args(s) -> None:

@@ -60,8 +60,8 @@ def imagenet_synsets() -> list[str]:
 
 # --- ImageNet ------------------------------------------------------------------------------
 
-def _class_folders(root: Path, classes: list[str]) -> Dataset | None:
-    for sub in ("", "val", "valid", "validation"):
+def _class_folders(root: Path, classes: list[str], subs=("", "val", "valid", "validation")) -> Dataset | None:
+    for sub in subs:
         d = root / sub if sub else root
         if not d.is_dir():
             continue
@@ -160,6 +160,21 @@ def imagenet(path: str | Path) -> Dataset:
             return ds
     looked = "\n".join(f"  - {d}" for d, _ in IMAGENET_LAYOUTS)
     raise DatasetError(f"no ImageNet layout recognised in {root}. Looked for:\n{looked}")
+
+
+def imagenet_train(path: str | Path) -> Dataset:
+    """ImageNet-1k training images in synset class folders: ``<path>/train/n01440764/...`` or
+    ``<path>/n01440764/...``; labels in sorted-synset order."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"ImageNet path {root} is not a directory")
+    ds = _class_folders(root, imagenet_synsets(), subs=("train", ""))
+    if ds is None:
+        raise DatasetError(f"no ImageNet training folders in {root}: expected {root}/train/<synset>/*.JPEG "
+                           f"(e.g. train/n01440764/) as the ILSVRC2012 train tarballs unpack")
+    if not ds.samples:
+        raise DatasetError(f"{root}: synset folders found but they hold no images")
+    return ds
 
 
 # --- Class folders (on disk or in a zip) ---------------------------------------------------

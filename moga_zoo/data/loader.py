@@ -1,8 +1,9 @@
 """Batches for training: which samples and which augmentation a step gets is a pure function of
 (seed, epoch, step), so a resumed run, or a second process, sees exactly the same batches.
 
-Small sets (CIFAR-10) are decoded once into one uint8 array and augmented per batch with numpy;
-large sets (ImageNet) are decoded per batch in threads with a random-resized crop.
+Small sets (CIFAR-10) are decoded once into one uint8 array and augmented per batch with numpy
+(here); large sets (ImageNet) are decoded per batch in threads with a random-resized crop
+(``data.stream``).
 """
 from __future__ import annotations
 
@@ -25,31 +26,51 @@ class Batch:
     y: torch.Tensor  # N int64
 
 
-def decode_all(ds: Dataset, size: int, workers: int = 2, progress: bool | None = None) -> np.ndarray:
-    """Every image of ``ds`` as one N x size x size x 3 uint8 array (resized if it differs).
+def decode_sample(sample) -> Image.Image:
+    """One sample as RGB; an unreadable file fails naming it: a training set with holes would
+    silently change what the network learns."""
+    try:
+        return decode(read_bytes(sample.open()))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"cannot decode image {sample.name}: {e}") from e
 
-    Unreadable images fail here, naming the file: a training set with holes would silently change
-    what the network learns.
-    """
+
+def decode_all(samples, transform, workers: int = 2, progress: bool | None = None) -> np.ndarray:
+    """``transform`` (PIL image -> PIL image of one fixed size) of every sample, as one
+    N x H x W x 3 uint8 array."""
     from tqdm import tqdm
 
     def load(sample):
-        try:
-            im = decode(read_bytes(sample.open()))
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DatasetError(f"cannot decode training image {sample.name}: {e}") from e
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        return np.asarray(transform(decode_sample(sample)), dtype=np.uint8)
 
-    out = np.empty((len(ds), size, size, 3), np.uint8)
+    out = None
     with ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(ds), unit="img", desc="decoding", file=sys.stderr,
+            tqdm(total=len(samples), unit="img", desc="decoding", file=sys.stderr,
                  disable=(not progress) if progress is not None else None) as bar:
-        for i, arr in enumerate(pool.map(load, ds.samples, chunksize=256)):
+        for i, arr in enumerate(pool.map(load, samples, chunksize=256)):
+            if out is None:
+                out = np.empty((len(samples), *arr.shape), np.uint8)
             out[i] = arr
             bar.update(1)
-    return out
+    return out if out is not None else np.empty((0, 1, 1, 3), np.uint8)
+
+
+def balanced_holdout(labels: np.ndarray, n_classes: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded, class-balanced choice of ``n_val`` indices: (held out, rest), both sorted."""
+    if not 0 <= n_val < len(labels):
+        raise DatasetError(f"validation size {n_val} must be in 0..{len(labels) - 1}")
+    rng = np.random.default_rng([seed, 0x5EA1])
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(n_classes)]
+    take, k = [], 0
+    while len(take) < n_val:  # round-robin over classes keeps the split balanced
+        for idx in per_class:
+            if k < len(idx) and len(take) < n_val:
+                take.append(idx[k])
+        k += 1
+    val = np.sort(np.array(take, np.int64))
+    mask = np.ones(len(labels), bool)
+    mask[val] = False
+    return val, np.flatnonzero(mask)
 
 
 @dataclass
@@ -72,7 +93,9 @@ class InMemorySet:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, size: int, **kw) -> "InMemorySet":
-        return cls(decode_all(ds, size, **kw), np.array([s.label for s in ds.samples], np.int64),
+        def fit(im):
+            return im if im.size == (size, size) else im.resize((size, size), Image.BILINEAR)
+        return cls(decode_all(ds.samples, fit, **kw), np.array([s.label for s in ds.samples], np.int64),
                    list(ds.classes))
 
     def subset(self, index: np.ndarray) -> "InMemorySet":
@@ -80,20 +103,18 @@ class InMemorySet:
 
     def split(self, n_val: int, seed: int) -> tuple["InMemorySet", "InMemorySet", np.ndarray]:
         """A seeded, class-balanced held-out part: (train, val, val indices into this set)."""
-        if not 0 <= n_val < len(self):
-            raise DatasetError(f"validation size {n_val} must be in 0..{len(self) - 1}")
-        rng = np.random.default_rng([seed, 0x5EA1])
-        per_class = [rng.permutation(np.flatnonzero(self.labels == c)) for c in range(len(self.classes))]
-        take, k = [], 0
-        while len(take) < n_val:  # round-robin over classes keeps the split balanced
-            for idx in per_class:
-                if k < len(idx) and len(take) < n_val:
-                    take.append(idx[k])
-            k += 1
-        val = np.sort(np.array(take, np.int64))
-        mask = np.ones(len(self), bool)
-        mask[val] = False
-        return self.subset(np.flatnonzero(mask)), self.subset(val), val
+        val, rest = balanced_holdout(self.labels, len(self.classes), n_val, seed)
+        return self.subset(rest), self.subset(val), val
+
+
+def check_batching(n_images: int, batch_size: int, world: int) -> None:
+    """Every step a full global batch, split evenly over the processes."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} must be divisible by the {world} processes")
+    if n_images < batch_size:
+        raise DatasetError(f"{n_images} training images are fewer than one batch of {batch_size}")
 
 
 def normalize_batch(images: np.ndarray, pre: Preprocess) -> torch.Tensor:
@@ -114,12 +135,7 @@ class TrainLoader:
 
     def __init__(self, data: InMemorySet, batch_size: int, augment: Augment, pre: Preprocess, *,
                  seed: int = 0, rank: int = 0, world: int = 1):
-        if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
-        if batch_size % world:
-            raise ValueError(f"batch size {batch_size} must be divisible by the {world} processes")
-        if len(data) < batch_size:
-            raise DatasetError(f"{len(data)} training images are fewer than one batch of {batch_size}")
+        check_batching(len(data), batch_size, world)
         self.data, self.batch_size, self.augment, self.pre = data, batch_size, augment, pre
         self.seed, self.rank, self.world = seed, rank, world
 

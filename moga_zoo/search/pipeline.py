@@ -2,7 +2,6 @@
 accuracy -> specs. Every stage is resumable and records its wall time in ``run.json``."""
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -11,13 +10,12 @@ import numpy as np
 import torch
 
 from .. import specs
-from ..data.loader import TrainLoader, eval_batches
-from ..data.preprocess import CIFAR10_PREPROCESS
 from ..files import write_text_atomic
 from ..train.distributed import init_from_env
 from ..train.loop import RunConfig, TrainError, evaluate_arrays, fit
 from ..train.recipes import Recipe
-from ..train.run import load_cifar10, prepare_out, save_weights, versions
+from ..train.data import load_data
+from ..train.run import prepare_out, save_weights, versions
 from .bn import recalibrate
 from .fairness import FairStep
 from .score import SUPERNET_FILE, SUPERNET_META
@@ -29,55 +27,55 @@ SUPERNET_RECIPE = Recipe(epochs=32, batch_size=128, optimizer="sgd", lr=0.05, mo
                          dropout=0.0)
 
 
-def train_supernet(*, cifar10, out, recipe: Recipe = SUPERNET_RECIPE, val_size: int = 5000, seed: int = 0,
-                   resume: bool = False, same_batch: bool = True, micro_batches: int = 1,
+def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNET_RECIPE, val_size: int = 5000,
+                   seed: int = 0, resume: bool = False, same_batch: bool = True, micro_batches: int = 1,
                    checkpoint_minutes: float = 5.0, checkpoint_steps: int | None = None,
                    monitor_images: int = 500, workers: int = 2, progress=None, command: str | None = None) -> dict:
-    """Train the FairNAS supernet on CIFAR-10 (its 32x32 form) with ``train.loop.fit``.
+    """Train the FairNAS supernet on CIFAR-10 (its 32x32 form) or ImageNet with ``train.loop.fit``.
 
     Args:
-        cifar10: the data set; ``val_size`` images are held out of its training split (seeded,
-            class-balanced, recorded) as the search's validation set.
+        cifar10, imagenet: the data set (``train.data.load_data``); ``val_size`` images are held out
+            of its training split (seeded, class-balanced, recorded) as the search's validation set.
         out: run folder: checkpoint, logs, curve, ``supernet.safetensors``, ``supernet.json``.
         recipe: the optimizer and schedule (default: the paper's supernet recipe).
         same_batch: the 12 fair paths of a step see one batch (True) or 12 consecutive batches.
         monitor_images: held-out images the per-epoch curve scores MoGA-C's path on (after BN
             recalibration on as many training images).
     """
-    if cifar10 is None:
-        raise TrainError("give the training data: --cifar10 PATH")
     if val_size < 1:
         raise TrainError("the supernet needs a validation split held out of the training images: --val-size N")
     d = init_from_env()
     out = prepare_out(out)
+    data = load_data(cifar10=cifar10, imagenet=imagenet, val_size=val_size, seed=seed, workers=workers,
+                     progress=progress if d.main else False)
     torch.manual_seed(seed)
-    net = Supernet("cifar10", drop_rate=recipe.dropout)
-    train_set, val_set, val_desc, val_idx = load_cifar10(cifar10, val_size=val_size, seed=seed, workers=workers,
-                                                         progress=progress if d.main else False)
-    loader = TrainLoader(train_set, recipe.batch_size, recipe.augment, CIFAR10_PREPROCESS,
-                         seed=seed, rank=d.rank, world=d.world)
-    meta = {"form": "cifar10", "num_classes": 10, "data": str(cifar10), "seed": seed, "val_size": val_size,
-            "val_indices_sha256": hashlib.sha256(val_idx.tobytes()).hexdigest(),
-            "train_images": len(train_set), "same_batch": same_batch, "epochs": recipe.epochs,
-            "recipe": recipe.to_dict(), "command": command, "versions": versions(), "world_size": d.world}
+    net = Supernet(data.form, data.num_classes, drop_rate=recipe.dropout)
+    loader = data.loader(recipe, seed=seed, rank=d.rank, world=d.world)
+    meta = {**data.describe(), "num_classes": data.num_classes, "seed": seed, "val_size": val_size,
+            "same_batch": same_batch, "epochs": recipe.epochs, "recipe": recipe.to_dict(), "command": command,
+            "versions": versions(), "world_size": d.world}
     if d.main:
         write_text_atomic(out / SUPERNET_META, json.dumps(meta, indent=2))
-    monitor = val_set.subset(np.arange(min(monitor_images, len(val_set))))
-    bn_set = train_set.subset(np.arange(min(monitor_images, len(train_set))))
+    monitor = data.in_memory(data.eval.subset(np.arange(min(monitor_images, len(data.eval)))), progress=False)
+    bn_set = data.in_memory(data.train.subset(np.arange(min(monitor_images, len(data.train)))), progress=False)
     moga_c = specs.PUBLISHED_CHOICES["moga_c"]
 
     def evaluate(model):
         sub = model.subnet(moga_c)
-        recalibrate(sub, eval_batches(bn_set, CIFAR10_PREPROCESS), d.device)
-        res = evaluate_arrays(sub, eval_batches(monitor, CIFAR10_PREPROCESS), d.device)
+        recalibrate(sub, data.batches(bn_set), d.device)
+        res = evaluate_arrays(sub, data.batches(monitor), d.device)
         model.train()
         return res
 
     step = FairStep(recipe.label_smoothing, same_batch=same_batch, micro_batches=micro_batches)
     run = RunConfig(out, seed=seed, checkpoint_minutes=checkpoint_minutes, checkpoint_steps=checkpoint_steps,
-                    progress=progress, meta={"title": "FairNAS supernet on CIFAR-10 (curve: MoGA-C path, BN "
+                    progress=progress, meta={"title": f"FairNAS supernet on {data.form} (curve: MoGA-C path, BN "
                                                       "recalibrated)", "spec": "supernet", **meta})
-    state = fit(net, step, loader, recipe, run, evaluate=evaluate, resume=resume, dist=d)
+    try:
+        state = fit(net, step, loader, recipe, run, evaluate=evaluate, resume=resume, dist=d)
+    finally:
+        if hasattr(loader, "close"):
+            loader.close()
     if not d.main:
         return {}
     info = save_weights(state["model"], out / SUPERNET_FILE, {"supernet": json.dumps(meta)})
@@ -89,7 +87,7 @@ def train_supernet(*, cifar10, out, recipe: Recipe = SUPERNET_RECIPE, val_size: 
     return result
 
 
-def run_pipeline(*, cifar10, table, out, recipe: Recipe, val_size: int, val_images: int | None,
+def run_pipeline(*, cifar10=None, imagenet=None, table, out, recipe: Recipe, val_size: int, val_images: int | None,
                  bn_images: int, pop_size: int, generations: int, weights=(0.4, 0.4, 0.2), seed: int = 0,
                  k: int = 5, resume: bool = False, progress=None, command: str | None = None) -> dict:
     """Supernet (``out/supernet``) -> evolve (``out/search``) -> specs, each stage resumable;
@@ -122,12 +120,13 @@ def run_pipeline(*, cifar10, table, out, recipe: Recipe, val_size: int, val_imag
             save()
 
     sup, search = out / "supernet", out / "search"
-    stage("supernet", lambda: train_supernet(cifar10=cifar10, out=sup, recipe=recipe, val_size=val_size, seed=seed,
+    stage("supernet", lambda: train_supernet(cifar10=cifar10, imagenet=imagenet, out=sup, recipe=recipe, val_size=val_size, seed=seed,
                                              resume=(sup / "checkpoint.pt").exists(), progress=progress,
                                              command=command))
     stage("evolve", lambda: evolve(table=table, accuracy=f"supernet:{sup}", out=search, pop_size=pop_size,
                                    generations=generations, weights=weights, seed=seed,
-                                   resume=(search / "search.ckpt").exists(), k=k, form="cifar10",
+                                   resume=(search / "search.ckpt").exists(), k=k,
+                                   form="cifar10" if cifar10 is not None else "imagenet",
                                    progress=progress,
                                    accuracy_kw={"val_images": val_images, "bn_images": bn_images})["complete"])
     state["total_seconds"] = round(sum(s["seconds"] for s in state["stages"].values()), 1)

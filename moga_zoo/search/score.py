@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.loader import eval_batches
-from ..data.preprocess import CIFAR10_PREPROCESS
 from ..train.loop import evaluate_arrays, load_checkpoint
 from .bn import recalibrate
 from .nsga import SearchError
@@ -60,16 +58,19 @@ class SupernetAccuracy(AccuracySource):
 
     def __init__(self, path: str | Path, val_images: int | None = None, bn_images: int = 2000,
                  batch_size: int = 250, progress=None):
-        from ..train.run import load_cifar10
+        from ..train.data import load_data
 
         self.net, self.meta = load_supernet(path)
         seed, val_size = self.meta["seed"], self.meta["val_size"]
-        train, val, _, _ = load_cifar10(self.meta["data"], val_size=val_size, seed=seed, progress=progress)
+        self.data = data = load_data(**{self.meta["form"]: self.meta["data"]}, val_size=val_size, seed=seed,
+                                     progress=progress)
+        val = data.eval
         if val_images:
             val = val.subset(np.arange(min(val_images, len(val))))
         rng = np.random.default_rng([seed, 0xB4])
-        self.bn = train.subset(np.sort(rng.choice(len(train), min(bn_images, len(train)), replace=False)))
-        self.val, self.batch_size = val, batch_size
+        n_bn = min(bn_images, len(data.train))
+        self.bn = data.in_memory(data.train.subset(np.sort(rng.choice(len(data.train), n_bn, replace=False))), progress)
+        self.val, self.batch_size = data.in_memory(val, progress), batch_size
         self.cache: dict[tuple, float] = {}
         self.description = (f"supernet:{self.meta['weights']} (BN recalibrated on {len(self.bn)} training images, "
                             f"top-1 on {len(self.val)} held-out images)")
@@ -78,8 +79,8 @@ class SupernetAccuracy(AccuracySource):
         key = tuple(int(c) for c in choices)
         if key not in self.cache:
             net = self.net.subnet(key)
-            recalibrate(net, eval_batches(self.bn, CIFAR10_PREPROCESS, self.batch_size))
-            self.cache[key] = evaluate_arrays(net, eval_batches(self.val, CIFAR10_PREPROCESS, self.batch_size))["top1"]
+            recalibrate(net, self.data.batches(self.bn, self.batch_size))
+            self.cache[key] = evaluate_arrays(net, self.data.batches(self.val, self.batch_size))["top1"]
         return self.cache[key]
 
     def __call__(self, X):

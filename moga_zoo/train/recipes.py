@@ -47,16 +47,18 @@ class Recipe:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-                  "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
-                  "warmup_epochs": 0 <= self.warmup_epochs <= self.epochs,
-                  "decay_rate": 0 < self.decay_rate <= 1, "decay_epochs": self.decay_epochs > 0,
-                  "label_smoothing": 0 <= self.label_smoothing < 1, "dropout": 0 <= self.dropout < 1,
-                  "drop_path": 0 <= self.drop_path < 1, "ema_decay": 0 <= self.ema_decay < 1,
-                  "grad_clip": self.grad_clip >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
+        checks = {"epochs": (self.epochs >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+                  "lr": (self.lr > 0, "> 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+                  "weight_decay": (self.weight_decay >= 0, ">= 0"),
+                  "warmup_epochs": (0 <= self.warmup_epochs <= self.epochs, f"in [0, epochs={self.epochs}]"),
+                  "decay_rate": (0 < self.decay_rate <= 1, "in (0, 1]"), "decay_epochs": (self.decay_epochs > 0, "> 0"),
+                  "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+                  "dropout": (0 <= self.dropout < 1, "in [0, 1)"), "drop_path": (0 <= self.drop_path < 1, "in [0, 1)"),
+                  "ema_decay": (0 <= self.ema_decay < 1, "in [0, 1)"), "grad_clip": (self.grad_clip >= 0, ">= 0")}
+        bad = [k for k, (ok, _) in checks.items() if not ok]
         if bad:
-            raise ValueError("recipe: out of range: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+            raise ValueError("recipe: out of range: " + ", ".join(f"{k}={getattr(self, k)!r} (must be {checks[k][1]})"
+                                                                for k in bad))
 
     def to_dict(self) -> dict:
         d = asdict(self)
