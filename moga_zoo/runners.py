@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .native_log import quiet_native_info
+
 BACKENDS = ("torch", "onnxruntime", "tflite")
 METADATA_KEY = "moga_zoo"
 
@@ -90,11 +92,15 @@ class OnnxRunner:
 
 
 def tflite_interpreter(path: str | Path, threads: int | None = None):
+    """An interpreter with its tensors allocated (which is when the runtime logs its delegate)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # older stacks: TensorFlow's own (slated for removal)
         from tensorflow.lite import Interpreter
-    return Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+    with quiet_native_info():
+        interp = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        interp.allocate_tensors()
+    return interp
 
 
 class TFLiteRunner:
@@ -104,7 +110,6 @@ class TFLiteRunner:
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.interp = tflite_interpreter(path, threads)
-        self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
         self.batch = int(self.inp["shape"][0])

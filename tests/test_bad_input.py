@@ -196,3 +196,29 @@ def test_debug_shows_the_traceback(tmp_path):
     assert quiet.returncode == loud.returncode == 2
     assert "does not exist" in quiet.stderr and "Traceback" not in quiet.stderr
     assert "Traceback" in loud.stderr
+
+
+def test_ctrl_c_during_tflite_verification_leaves_no_artifact(tmp_path, imagenet_sample):
+    """SIGINT while the converted file is being verified: exit 130, one line, and neither the
+    unverified .tflite nor its sidecar (nor a .part) is left as if the export had completed."""
+    import signal
+    out = tmp_path / "out"
+    p = subprocess.Popen([str(BIN / "moga-export"), "--model", "moga_c", "--format", "tflite", "--out", str(out),
+                          "--verify", str(imagenet_sample), "--threads", "1"],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                         # a background job's children inherit SIGINT ignored; a user's terminal does not
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = []
+    for line in p.stderr:  # progress lines arrive as the export goes
+        lines.append(line)
+        if "verifying against torch" in line:
+            break
+    p.send_signal(signal.SIGINT)
+    rest = p.stderr.read()
+    assert p.wait(timeout=120) == 130, "".join(lines) + rest
+    assert "Traceback" not in rest and "interrupted" in rest.lower()
+    assert not out.exists() or list(out.iterdir()) == []
+    assert [ln.split(" ...")[0].strip() for ln in lines] == [  # progress only: TensorFlow's chatter is filtered
+        "building the Keras model of moga_c and copying the weights", "converting to TFLite fp32",
+        f"verifying against torch on {imagenet_sample} (200 images)"]
+    assert "XNNPACK" not in rest and "oneDNN" not in rest

@@ -13,8 +13,12 @@ _ACT = {"RE": "relu", "HS": "hard_swish", "R6": "relu6"}
 
 
 def _keras():
-    import keras
-    return keras
+    import sys
+    if "keras" not in sys.modules:  # the first import loads TensorFlow, which logs on fd 2
+        from ..native_log import quiet_native_info
+        with quiet_native_info():
+            import keras  # noqa: F401
+    return sys.modules["keras"]
 
 
 def _act(x, nl: str, name: str):
