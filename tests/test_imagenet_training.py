@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from moga_zoo.data.datasets import DatasetError
@@ -55,17 +54,17 @@ def test_crop_box_stays_inside_and_respects_scale_and_ratio():
 
 
 def test_reduced_jpeg_decoding_crops_the_same_region(imagenet_sample):
-    """``draft`` decodes at 1/2..1/8 scale: the crop must be the same region as a full decode's."""
-    path = sorted(imagenet_sample.glob("*.JPEG"))[7]
+    """``draft`` decodes at 1/2..1/8 scale: the crop must be the full decode's region."""
     from moga_zoo.data.datasets import Sample
-    sample = Sample(path.name, lambda: open(path, "rb"), 0)
-    for seed in range(6):
-        ours = load_crop(sample, 64, np.random.default_rng(seed)).astype(np.float32)
-        with Image.open(path) as im:
-            full = im.convert("RGB")
-        box = crop_box(*full.size, np.random.default_rng(seed))
-        ref = np.asarray(full.resize((64, 64), Image.BILINEAR, box=box), np.float32)
-        assert np.abs(ours - ref).mean() < 6, seed  # same region; only resampling differs
+    reduced = 0
+    for path in sorted(imagenet_sample.glob("*.JPEG"))[:12]:
+        sample = Sample(path.name, lambda p=path: open(p, "rb"), 0)
+        for seed in range(3):
+            fast = load_crop(sample, 64, np.random.default_rng(seed)).astype(np.float32)
+            full = load_crop(sample, 64, np.random.default_rng(seed), draft=False).astype(np.float32)
+            assert np.abs(fast - full).mean() < 6, (path.name, seed)  # same region; only resampling differs
+            reduced += not np.array_equal(fast, full)
+    assert reduced >= 12  # about half the crops (short side >= 128 pixels) decode reduced: 17 of 36 here
 
 
 def test_streamed_batches_are_reproducible_and_sharded(imagenet_root):

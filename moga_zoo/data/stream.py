@@ -82,10 +82,10 @@ def crop_box(width: int, height: int, rng: np.random.Generator,
     return x, y, x + w, y + h
 
 
-def load_crop(sample: Sample, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One training crop, ``size`` x ``size`` x 3 uint8. A JPEG is decoded at 1/2, 1/4 or 1/8 scale
-    (``draft``) when the crop still has at least ``size`` pixels a side there: the same crop, several
-    times less decoding."""
+def load_crop(sample: Sample, size: int, rng: np.random.Generator, draft: bool = True) -> np.ndarray:
+    """One training crop, ``size`` x ``size`` x 3 uint8. With ``draft`` a JPEG is decoded at 1/2, 1/4
+    or 1/8 scale when the crop still has at least ``size`` pixels a side there: the same region,
+    less decoding (BENCHMARKS.md section 10 measures how much)."""
     try:
         opened = read_bytes(sample.open())
         with (opened if isinstance(opened, Image.Image) else Image.open(opened)) as im:
@@ -93,7 +93,7 @@ def load_crop(sample: Sample, size: int, rng: np.random.Generator) -> np.ndarray
             box = crop_box(w, h, rng)
             short = min(box[2] - box[0], box[3] - box[1])
             reduce = 1
-            while reduce < 8 and short // (reduce * 2) >= size:
+            while draft and reduce < 8 and short // (reduce * 2) >= size:
                 reduce *= 2
             if reduce > 1 and im.format == "JPEG":
                 im.draft("RGB", (math.ceil(w / reduce), math.ceil(h / reduce)))
