@@ -135,3 +135,17 @@ def test_registry_and_manifest_agree_and_files_match():
         assert tag.source == f"repo:weights/{e['file']}" and tag.sha256 == e["sha256"]
         assert sha256_file(PROJECT_ROOT / "weights" / e["file"]) == e["sha256"]
         assert tag.meta["test_top1"] == e["test_top1"] and e["test_images"] == 10000
+
+
+def test_shipped_cifar10_weights_measure_what_the_manifest_says(shared):
+    """Every 10th CIFAR-10 test image (1,000, all classes) through moga-eval's code path: the
+    shipped file must score within 2.5 points of its manifest figure (binomial sd ~0.9 points)."""
+    from moga_zoo.evaluate import evaluate_source
+    from moga_zoo.train.manifest import MANIFEST, read_manifest
+    entries = [e for e in read_manifest() if e["form"] == "cifar10"]
+    if not entries:
+        pytest.skip(f"{MANIFEST} lists no CIFAR-10 weights yet")
+    for e in entries:
+        res = evaluate_source(model=e["model"], weights=e["tag"], cifar10=shared / "data" / "cifar10-jpeg.zip",
+                              limit=1000, progress=False, batch_size=250)
+        assert res.n == 1000 and abs(res.top1 - e["test_top1"]) < 2.5, (e["model"], res.top1, e["test_top1"])
