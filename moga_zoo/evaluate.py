@@ -10,19 +10,17 @@ import collections
 import csv
 import sys
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .data import Preprocess, decode
+from .data.preprocess import DECODE_ERRORS
 from .files import atomic_path
 from .data.datasets import Dataset, read_bytes
 
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError)
 
 
 @dataclass

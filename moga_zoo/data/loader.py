@@ -17,7 +17,7 @@ from PIL import Image
 
 from .augment import Augment
 from .datasets import Dataset, DatasetError, read_bytes
-from .preprocess import Preprocess, decode
+from .preprocess import DECODE_ERRORS, Preprocess, decode
 
 
 @dataclass
@@ -31,7 +31,7 @@ def decode_sample(sample) -> Image.Image:
     silently change what the network learns."""
     try:
         return decode(read_bytes(sample.open()))
-    except (OSError, SyntaxError, ValueError) as e:
+    except DECODE_ERRORS as e:
         raise DatasetError(f"cannot decode image {sample.name}: {e}") from e
 
 

@@ -1,6 +1,7 @@
 """Image decoding and the resize -> center crop -> normalize pipeline (Pillow + numpy only)."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -11,6 +12,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# what decoding one bad file can raise (truncated, not an image, a zip member gone bad, a bomb)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError)
 _INTERP = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
            "lanczos": Image.LANCZOS, "box": Image.BOX}
 

@@ -21,7 +21,7 @@ from .augment import Augment
 from .datasets import Dataset, DatasetError, Sample, read_bytes
 from .loader import (Batch, InMemorySet, balanced_holdout, check_batching, decode_all, decode_sample,
                      normalize_batch)
-from .preprocess import Preprocess
+from .preprocess import DECODE_ERRORS, Preprocess
 
 CROP_SCALE = (0.08, 1.0)  # fraction of the image area a training crop covers (Inception, MobileNetV3)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -101,7 +101,7 @@ def load_crop(sample: Sample, size: int, rng: np.random.Generator, draft: bool =
             im = im.convert("RGB")
             out = im.resize((size, size), Image.BILINEAR,
                             box=(box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy))
-    except (OSError, SyntaxError, ValueError) as e:
+    except DECODE_ERRORS as e:
         raise DatasetError(f"cannot decode training image {sample.name}: {e}") from e
     return np.asarray(out, dtype=np.uint8)
 
