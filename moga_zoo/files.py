@@ -30,6 +30,16 @@ def atomic_path(final: str | Path):
         Path(tmp).unlink(missing_ok=True)
 
 
+def remove_stale_parts(folder: str | Path) -> list[str]:
+    """Delete the temporaries a killed writer left in ``folder`` (``kill -9`` skips every cleanup);
+    call it only when no other writer can be using the folder. Returns the names removed."""
+    removed = []
+    for p in Path(folder).glob(".*.part"):
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed
+
+
 def write_text_atomic(path: str | Path, text: str):
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_parts
 from ..stopping import StopFlag
 
 CHECKPOINT_FORMAT = "moga-zoo-nsga/1"
@@ -231,6 +231,7 @@ def nsga2(evaluate: Callable[[np.ndarray], np.ndarray], n_genes: int, n_choices:
         if checkpoint is None or not Path(checkpoint).is_file():
             raise SearchError(f"nothing to resume: checkpoint {checkpoint} does not exist")
         state = _load(Path(checkpoint))
+        remove_stale_parts(Path(checkpoint).parent)
         if state["config"] != config:
             changed = [k for k in config if state["config"].get(k) != config[k]]
             raise SearchError(f"{checkpoint} was made with another {', '.join(changed)}; resume with the "

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.loader import Batch
-from ..files import atomic_path, write_text_atomic
+from ..files import atomic_path, remove_stale_parts, write_text_atomic
 from ..stopping import StopFlag
 from .distributed import Dist, all_sum, allreduce_gradients, barrier, broadcast_buffers
 from .recipes import Recipe, make_optimizer
@@ -288,6 +288,8 @@ def fit(model: torch.nn.Module, step: Step, loader, recipe: Recipe, run: RunConf
         epoch, first, global_step = state["epoch"], state["next_step"], state["global_step"]
         acc = StepStats(*state["epoch_acc"])
         history, elapsed = list(state["history"]), float(state["elapsed"])
+        if dist.main:
+            remove_stale_parts(out)
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
 
