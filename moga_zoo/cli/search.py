@@ -32,14 +32,26 @@ def _floats(text: str) -> list[float]:
         raise ValueError(f"--weights takes comma-separated numbers such as 0.4,0.4,0.2, got {text!r}") from None
 
 
+def add_scoring_args(p, val_images: int | None = None, bn_images: int | None = None) -> None:
+    """How a supernet scores each candidate (BN recalibration, then top-1 on held-out images)."""
+    p.add_argument("--val-images", type=positive_int, default=val_images,
+                   help=f"held-out images each candidate is scored on (default: {val_images or 'all'})")
+    p.add_argument("--bn-images", type=positive_int, default=bn_images,
+                   help=f"training images for each candidate's BN recalibration (default: {bn_images or 2000})")
+
+
 def cmd_evolve(args) -> int:
     from ..search.evolve import evolve
 
+    scoring = {k: v for k, v in (("val_images", args.val_images), ("bn_images", args.bn_images)) if v is not None}
+    if scoring and not args.accuracy.startswith("supernet:"):
+        raise ValueError("--val-images and --bn-images set how a supernet scores candidates: "
+                         "they need --accuracy supernet:CKPT")
     weights = _floats(args.weights) if args.weights else ([0.4, 0.4, 0.2] if args.objectives == 3 else [0.5, 0.5])
     summary = evolve(table=args.table, accuracy=args.accuracy, out=args.out, pop_size=args.pop,
                      generations=args.generations, weights=weights, seed=args.seed, resume=args.resume,
                      k=args.k, params=args.params, n_objectives=args.objectives, mutation=args.mutation,
-                     p_guided=args.p_guided, workers=args.workers, form=args.form)
+                     p_guided=args.p_guided, workers=args.workers, form=args.form, accuracy_kw=scoring)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0 if summary["complete"] else 130
@@ -113,8 +125,9 @@ def add_subcommands(sub) -> None:
     e.add_argument("--mutation", choices=("hierarchical", "random"), default="hierarchical")
     e.add_argument("--p-guided", type=float, default=0.5, help="share of guided mutations")
     e.add_argument("--workers", type=positive_int, default=1, help="processes evaluating candidates")
-    e.add_argument("--form", choices=("imagenet", "cifar10"), default="imagenet",
-                   help="form of the emitted specs")
+    e.add_argument("--form", choices=("imagenet", "cifar10"),
+                   help="form of the emitted specs (default: the supernet's, else imagenet)")
+    add_scoring_args(e)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evolve)
 
@@ -139,8 +152,7 @@ def add_subcommands(sub) -> None:
     r.add_argument("--table", required=True, help="latency table JSON")
     r.add_argument("--out", required=True)
     r.add_argument("--val-size", type=nonneg_int, default=5000)
-    r.add_argument("--val-images", type=positive_int, default=1000, help="held-out images each candidate is scored on")
-    r.add_argument("--bn-images", type=positive_int, default=500, help="training images for BN recalibration")
+    add_scoring_args(r, val_images=1000, bn_images=500)
     r.add_argument("--pop", type=positive_int, default=40)
     r.add_argument("--generations", type=positive_int, default=30)
     r.add_argument("--k", type=positive_int, default=5)

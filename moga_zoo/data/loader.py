@@ -154,6 +154,9 @@ class TrainLoader:
         return Batch(normalize_batch(images[lo:lo + share], self.pre),
                      torch.from_numpy(self.data.labels[idx][lo:lo + share]))
 
+    def close(self) -> None:
+        """Nothing to release (the streaming loader's threads are); one contract for both."""
+
 
 def eval_batches(data: InMemorySet, pre: Preprocess, batch_size: int = 500):
     """Deterministic, unaugmented batches over the whole set (the last one may be short)."""

@@ -27,7 +27,7 @@ def _choices_str(x) -> str:
 def evolve(*, table: str | Path, accuracy, out: str | Path, pop_size: int = 70, generations: int = 120,
            weights=(0.4, 0.4, 0.2), seed: int = 0, resume: bool = False, k: int = 5, params: str = "max",
            n_objectives: int = 3, mutation: str = "hierarchical", p_guided: float = 0.5, workers: int = 1,
-           form: str = "imagenet", progress: bool | None = None, accuracy_kw: dict | None = None) -> dict:
+           form: str | None = None, progress: bool | None = None, accuracy_kw: dict | None = None) -> dict:
     """Run the weighted NSGA-II and write its results to ``out``.
 
     Args:
@@ -40,7 +40,9 @@ def evolve(*, table: str | Path, accuracy, out: str | Path, pop_size: int = 70, 
         k: how many specs to pick at equal spacing along the front.
         params: "max" (the paper) or "min"; n_objectives 2 drops parameters.
         workers: >1 evaluates candidates in a process pool through pymoo's runner hook.
-        form: the spec form the emitted specs take (``specs.FORMS``; ``cifar10`` for the CPU search).
+        form: the spec form the emitted specs take (``specs.FORMS``); by default the accuracy
+            source's (a supernet's own form), else ``imagenet``. A form other than the
+            supernet's is refused: its accuracies would belong to other networks.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -56,6 +58,10 @@ def evolve(*, table: str | Path, accuracy, out: str | Path, pop_size: int = 70, 
     lut = LatencyTable.load(table)
     costs = SpaceCosts.build(lut)
     acc = accuracy_source(accuracy, costs, **(accuracy_kw or {}))
+    if form is not None and acc.form not in (None, form):
+        raise SearchError(f"--form {form}, but the accuracy source was measured on the {acc.form} form "
+                          f"({acc.description}): drop --form or pass --form {acc.form}")
+    form = form or acc.form or "imagenet"
     objectives = MogaObjectives(acc, costs, params=params, n_objectives=n_objectives)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

@@ -93,6 +93,7 @@ class AccuracySource:
     """Choice vectors (n x 14) -> top-1 accuracy in percent, with a provenance description."""
 
     description: str = ""
+    form: str | None = None  # the spec form the accuracies belong to, when the source knows it
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import closing
 
 import numpy as np
 import torch
@@ -71,11 +72,8 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
     run = RunConfig(out, seed=seed, checkpoint_minutes=checkpoint_minutes, checkpoint_steps=checkpoint_steps,
                     progress=progress, meta={"title": f"FairNAS supernet on {data.form} (curve: MoGA-C path, BN "
                                                       "recalibrated)", "spec": "supernet", **meta})
-    try:
+    with closing(loader):
         state = fit(net, step, loader, recipe, run, evaluate=evaluate, resume=resume, dist=d)
-    finally:
-        if hasattr(loader, "close"):
-            loader.close()
     if not d.main:
         return {}
     info = save_weights(state["model"], out / SUPERNET_FILE, {"supernet": json.dumps(meta)})
@@ -125,9 +123,7 @@ def run_pipeline(*, cifar10=None, imagenet=None, table, out, recipe: Recipe, val
                                              command=command))
     stage("evolve", lambda: evolve(table=table, accuracy=f"supernet:{sup}", out=search, pop_size=pop_size,
                                    generations=generations, weights=weights, seed=seed,
-                                   resume=(search / "search.ckpt").exists(), k=k,
-                                   form="cifar10" if cifar10 is not None else "imagenet",
-                                   progress=progress,
+                                   resume=(search / "search.ckpt").exists(), k=k, progress=progress,
                                    accuracy_kw={"val_images": val_images, "bn_images": bn_images})["complete"])
     state["total_seconds"] = round(sum(s["seconds"] for s in state["stages"].values()), 1)
     save()

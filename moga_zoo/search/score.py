@@ -61,6 +61,7 @@ class SupernetAccuracy(AccuracySource):
         from ..train.data import load_data
 
         self.net, self.meta = load_supernet(path)
+        self.form = self.meta["form"]
         seed, val_size = self.meta["seed"], self.meta["val_size"]
         self.data = data = load_data(**{self.meta["form"]: self.meta["data"]}, val_size=val_size, seed=seed,
                                      progress=progress)

@@ -7,6 +7,7 @@ import platform
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -109,11 +110,8 @@ def train(model: str | specs.Spec, *, cifar10=None, imagenet=None, out, recipe: 
                     stop_after_steps=stop_after_steps,
                     progress=progress, meta=meta)
     evaluate = lambda m: evaluate_arrays(m, data.batches(data.eval), d.device)  # noqa: E731
-    try:
+    with closing(loader):
         state = fit(net, step, loader, recipe, run, evaluate=evaluate, resume=resume, dist=d)
-    finally:
-        if hasattr(loader, "close"):  # a streaming loader's decode threads
-            loader.close()
     if not d.main:
         return {}
     files = {key: save_weights(module, out / f"{key}.safetensors", {"spec": spec.to_json()})
