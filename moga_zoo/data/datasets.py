@@ -146,35 +146,34 @@ IMAGENET_LAYOUTS = (
 )
 
 
-def imagenet(path: str | Path) -> Dataset:
-    """ImageNet-1k validation data in any of the four common layouts; labels in sorted-synset order."""
+def _detect_imagenet(path: str | Path, layouts, missing: Callable[[Path], str]) -> Dataset:
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"ImageNet path {root} is not a directory")
     classes = imagenet_synsets()
-    for _, detect in IMAGENET_LAYOUTS:
+    for _, detect in layouts:
         ds = detect(root, classes)
         if ds is not None:
             if not ds.samples:
                 raise DatasetError(f"{root}: layout '{ds.layout}' found but it holds no images")
             return ds
+    raise DatasetError(missing(root))
+
+
+def imagenet(path: str | Path) -> Dataset:
+    """ImageNet-1k validation data in any of the four common layouts; labels in sorted-synset order."""
     looked = "\n".join(f"  - {d}" for d, _ in IMAGENET_LAYOUTS)
-    raise DatasetError(f"no ImageNet layout recognised in {root}. Looked for:\n{looked}")
+    return _detect_imagenet(path, IMAGENET_LAYOUTS,
+                            lambda root: f"no ImageNet layout recognised in {root}. Looked for:\n{looked}")
 
 
 def imagenet_train(path: str | Path) -> Dataset:
     """ImageNet-1k training images in synset class folders: ``<path>/train/n01440764/...`` or
     ``<path>/n01440764/...``; labels in sorted-synset order."""
-    root = Path(path)
-    if not root.is_dir():
-        raise DatasetError(f"ImageNet path {root} is not a directory")
-    ds = _class_folders(root, imagenet_synsets(), subs=("train", ""))
-    if ds is None:
-        raise DatasetError(f"no ImageNet training folders in {root}: expected {root}/train/<synset>/*.JPEG "
-                           f"(e.g. train/n01440764/) as the ILSVRC2012 train tarballs unpack")
-    if not ds.samples:
-        raise DatasetError(f"{root}: synset folders found but they hold no images")
-    return ds
+    layout = ("synset folders", lambda root, classes: _class_folders(root, classes, subs=("train", "")))
+    return _detect_imagenet(path, [layout], lambda root: (
+        f"no ImageNet training folders in {root}: expected {root}/train/<synset>/*.JPEG "
+        f"(e.g. train/n01440764/) as the ILSVRC2012 train tarballs unpack"))
 
 
 # --- Class folders (on disk or in a zip) ---------------------------------------------------
