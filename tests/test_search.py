@@ -220,6 +220,16 @@ def test_evolve_writes_specs_the_rest_of_the_package_uses(tmp_path):
     assert {"front.png", "params_hist.png", "front.json"} <= {p.name for p in out.iterdir()}
     refs = summary["references"]
     assert refs["moga_a"]["latency_ms"] > refs["moga_c"]["latency_ms"]
+    evaluated = {line.split(",")[1] for line in lines[1:]}
+    assert any(r["matched_by"] for r in refs.values())  # the proxy's search beats MoGA-B/C in 8 generations
+    for name, r in refs.items():
+        m = r["matched_by"]
+        if m is None:
+            continue
+        assert m["top1"] >= r["top1"] and m["latency_ms"] <= r["latency_ms"] and m["choices"] in evaluated
+        model = moga_zoo.create_model(out / m["spec"])
+        assert specs.to_choices(model.spec) == [int(v) for v in m["choices"].split()]
+        assert LatencyTable.load(TABLE).predict(model.spec) == pytest.approx(m["latency_ms"], abs=1e-4)
     assert summary["table"]["sha256"] and summary["accuracy"]["source"].startswith("proxy")
     with pytest.raises(SearchError, match="already holds a search"):
         evolve(table=TABLE, accuracy="proxy", out=out, pop_size=20, generations=8, progress=False)

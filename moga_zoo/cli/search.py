@@ -63,6 +63,11 @@ def cmd_evolve(args) -> int:
             print(f"{r['picked']:<22}{r['top1']:>9.2f}{r['latency_ms']:>12.3f}{r.get('params_m', 0):>10.2f}  {r['choices']}")
     for name, r in summary["references"].items():
         print(f"{name + ' (reference)':<22}{r['top1']:>9.2f}{r['latency_ms']:>12.3f}{r.get('params_m', 0):>10.2f}  {r['choices']}")
+    for name, r in summary["references"].items():
+        m = r["matched_by"]
+        print(f"{name}: " + ("no evaluated model is as accurate and as fast" if m is None else
+                             f"{m['spec']} is at least as accurate ({m['top1']:.2f}%) and no slower "
+                             f"({m['latency_ms']:.3f} ms){'' if m['on_front'] else ' (off the 3-objective front)'}"))
     return 0 if summary["complete"] else 130
 
 

@@ -102,6 +102,32 @@ def reference_points(objectives: MogaObjectives) -> dict:
             for i, n in enumerate(REFERENCES)}
 
 
+def match_references(refs: dict, X: np.ndarray, cols: dict, front: set[str]) -> dict:
+    """Per reference, an evaluated model at least as accurate and no slower by the table (the test
+    the paper's searched models pass against MoGA-A/B/C's neighbours): one on the front if any,
+    the most accurate of those; ``None`` where the search found none."""
+    top1, lat = np.asarray(cols["top1"]), np.asarray(cols["latency_ms"])
+    keys = np.array([_choices_str(x) for x in X]) if len(X) else np.array([], dtype=str)
+    matches = {}
+    for name, r in refs.items():
+        ok = np.flatnonzero((top1 >= r["top1"]) & (lat <= r["latency_ms"]) & (keys != r["choices"]))
+        if not len(ok):
+            matches[name] = None
+            continue
+        i = max(ok, key=lambda i: (keys[i] in front, top1[i], -lat[i]))
+        matches[name] = {"choices": str(keys[i]), "top1": round(float(top1[i]), 5),
+                         "latency_ms": round(float(lat[i]), 5), "on_front": bool(keys[i] in front),
+                         "spec": f"moga_search_vs_{name}.json", "x": X[i]}
+    return matches
+
+
+def _write_spec(out: Path, choices, name: str, form: str) -> str:
+    spec = specs.from_choices(list(choices), name=name)
+    spec = specs.FORMS[form](spec) if form != "imagenet" else spec
+    write_text_atomic(out / f"{name}.json", spec.to_json(indent=2))
+    return f"{name}.json"
+
+
 def write_results(out: Path, result: SearchResult, objectives: MogaObjectives, lut: LatencyTable,
                   settings: dict, *, k: int, form: str, provenance: dict) -> dict:
     """Specs of the K picked models, front.json, evaluated.csv, plots and provenance."""
@@ -110,19 +136,18 @@ def write_results(out: Path, result: SearchResult, objectives: MogaObjectives, l
     cols_front = objectives.columns(Ff)
     picked = pick_along_front(Ff, k, axis=1)
     costs = objectives.costs
-    spec_files = []
-    for rank, i in enumerate(picked, start=1):
-        name = f"moga_search_{rank}"
-        spec = specs.from_choices(Xf[i].tolist(), name=name)
-        spec = specs.FORMS[form](spec) if form != "imagenet" else spec
-        path = out / f"{name}.json"
-        write_text_atomic(path, spec.to_json(indent=2))
-        spec_files.append(path.name)
+    spec_files = [_write_spec(out, Xf[i].tolist(), f"moga_search_{rank}", form)
+                  for rank, i in enumerate(picked, start=1)]
     front = [{"choices": _choices_str(x), **{c: round(float(v[i]), 5) for c, v in cols_front.items()},
               "macs_m": round(float(costs.mac_count(x[None])[0]) / 1e6, 2),
               "picked": (f"moga_search_{picked.index(i) + 1}.json" if i in picked else None)}
              for i, x in enumerate(Xf)]
     refs = reference_points(objectives)
+    matches = match_references(refs, result.history_X, cols_hist, {_choices_str(x) for x in Xf})
+    for name, m in matches.items():
+        if m is not None:
+            _write_spec(out, m.pop("x").tolist(), f"moga_search_vs_{name}", form)
+        refs[name]["matched_by"] = m
     summary = {"settings": settings, "generations_done": result.generations,
                "complete": not result.interrupted, "evaluated": int(len(result.history_X)),
                "front": sorted(front, key=lambda r: r["latency_ms"]), "picked": spec_files,
