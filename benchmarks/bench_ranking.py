@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     costs = SpaceCosts.build(LatencyTable.load(args.table))
     archs = pick_architectures(costs, args.archs, args.seed)
-    scorer = SupernetAccuracy(args.supernet, val_images=args.val_images, bn_images=args.bn_images, progress=False)
+    scorer = SupernetAccuracy(args.supernet, val_images=args.val_images, bn_images=args.bn_images,
+                              data=args.cifar10, progress=False)
     meta = scorer.meta
     recipe = RECIPES["cifar10"].override(epochs=args.epochs, warmup_epochs=min(1.0, args.epochs / 5))
     rows = []

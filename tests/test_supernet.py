@@ -168,3 +168,11 @@ def test_pipeline_end_to_end_on_tiny_data(tmp_path):
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and "cifar10 form" in wrong.stderr and "Traceback" not in wrong.stderr
     assert not (tmp_path / "wrong").exists()
+    from moga_zoo.search.nsga import SearchError
+    from moga_zoo.search.score import SupernetAccuracy
+    assert Path(json.loads((out / "supernet" / "supernet.json").read_text())["data"]).is_absolute()
+    other = write_cifar_binary(tmp_path / "other", n_train=60, seed=1)  # same size, other images
+    with pytest.raises(SearchError, match="held-out images the supernet"):
+        SupernetAccuracy(out / "supernet", bn_images=32, data=other)
+    with pytest.raises(SearchError, match="is not there"):
+        SupernetAccuracy(out / "supernet", bn_images=32, data=tmp_path / "moved")

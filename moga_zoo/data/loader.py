@@ -7,6 +7,7 @@ Small sets (CIFAR-10) are decoded once into one uint8 array and augmented per ba
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ class InMemorySet:
 
     def subset(self, index: np.ndarray) -> "InMemorySet":
         return InMemorySet(self.images[index], self.labels[index], self.classes)
+
+    def fingerprint(self) -> str:
+        """sha256 of the pixels and labels: the same images, not only as many."""
+        return hashlib.sha256(self.labels.astype("<i8").tobytes() + np.ascontiguousarray(self.images).tobytes()).hexdigest()
 
     def split(self, n_val: int, seed: int) -> tuple["InMemorySet", "InMemorySet", np.ndarray]:
         """A seeded, class-balanced held-out part: (train, val, val indices into this set)."""

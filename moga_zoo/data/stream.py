@@ -9,6 +9,7 @@ batch. Decoding runs in threads (Pillow releases the GIL) while the previous ste
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class FileSet:
 
     def subset(self, index: np.ndarray) -> "FileSet":
         return FileSet([self.samples[i] for i in index], self.classes)
+
+    def fingerprint(self) -> str:
+        """sha256 of the file names and labels (reading every file to hash it would cost an epoch)."""
+        return hashlib.sha256("".join(f"{s.name}\t{s.label}\n" for s in self.samples).encode()).hexdigest()
 
     def split(self, n_val: int, seed: int) -> tuple["FileSet", "FileSet", np.ndarray]:
         """The same seeded, class-balanced hold-out as ``InMemorySet.split``."""

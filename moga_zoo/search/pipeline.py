@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from contextlib import closing
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
     torch.manual_seed(seed)
     net = Supernet(data.form, data.num_classes, drop_rate=recipe.dropout)
     loader = data.loader(recipe, seed=seed, rank=d.rank, world=d.world)
-    meta = {**data.describe(), "num_classes": data.num_classes, "seed": seed, "val_size": val_size,
+    meta = {**data.describe(), "data": str(Path(data.source).resolve()),  # what scoring reloads, from anywhere
+            "num_classes": data.num_classes, "seed": seed, "val_size": val_size,
             "same_batch": same_batch, "epochs": recipe.epochs, "recipe": recipe.to_dict(), "command": command,
             "versions": versions(), "world_size": d.world}
     if d.main:

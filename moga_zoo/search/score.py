@@ -54,17 +54,28 @@ class SupernetAccuracy(AccuracySource):
         val_images: how many of the held-out validation images to score on (default all).
         bn_images: training images for BN recalibration (default 2,000, as Once-for-All).
         batch_size: images per forward pass.
+        data: the data set, where it is not at the path the supernet recorded; it must hold out
+            the same images (checked against the recorded split).
     """
 
     def __init__(self, path: str | Path, val_images: int | None = None, bn_images: int = 2000,
-                 batch_size: int = 250, progress=None):
+                 batch_size: int = 250, data: str | Path | None = None, progress=None):
         from ..train.data import load_data
 
         self.net, self.meta = load_supernet(path)
         self.form = self.meta["form"]
         seed, val_size = self.meta["seed"], self.meta["val_size"]
-        self.data = data = load_data(**{self.meta["form"]: self.meta["data"]}, val_size=val_size, seed=seed,
-                                     progress=progress)
+        source = Path(data if data is not None else self.meta["data"])
+        if not source.exists():
+            raise SearchError(f"the supernet was trained on {source}, which is not there from {Path.cwd()}: "
+                              f"pass the data set's path (data=PATH, --cifar10/--imagenet)")
+        self.data = data = load_data(**{self.form: source}, val_size=val_size, seed=seed, progress=progress)
+        held = data.describe()  # val_sha256 (the images themselves) is missing in older supernets
+        if any(held.get(k) != self.meta[k] for k in ("train_images", "val_indices_sha256", "val_sha256")
+               if k in self.meta):
+            raise SearchError(f"{source} does not give the training split and held-out images the supernet "
+                              f"was trained with ({self.meta['data']}): its scores would count images it "
+                              f"trained on; use the same data set")
         val = data.eval
         if val_images:
             val = val.subset(np.arange(min(val_images, len(val))))

@@ -60,6 +60,7 @@ class TrainData:
             d["train_crop"] = {"size": self.preprocess.crop, "scale": list(CROP_SCALE), "ratio": list(CROP_RATIO)}
         if self.val_indices is not None:
             d["val_indices_sha256"] = hashlib.sha256(self.val_indices.tobytes()).hexdigest()
+            d["val_sha256"] = self.eval.fingerprint()
         return d
 
 
