@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import moga_zoo
@@ -19,7 +20,7 @@ from moga_zoo.search.bn import recalibrate
 from moga_zoo.search.fairness import FairStep, fair_paths
 from moga_zoo.search.supernet import N_CHOICES, N_LAYERS, Supernet
 from moga_zoo.train.distributed import Dist
-from moga_zoo.train.loop import StepContext
+from moga_zoo.train.loop import StepContext, TrainError
 from test_train import _env, _free_port, kill_9_at_step, synthetic_set, write_cifar_binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,33 @@ def test_a_fair_step_updates_every_block_of_every_layer_exactly_once(supernet, s
             for block in layer:
                 assert block.project.conv.weight.grad is not None
                 assert block.project.conv.weight.grad.abs().sum() > 0
+
+
+def test_shared_parts_get_the_mean_gradient_of_the_paths_and_blocks_their_own(supernet):
+    """Each block's gradient is its one path's; the stem's and head's is the paths' average."""
+    data = synthetic_set(16)
+    batch = TrainLoader(data, 16, Augment(), CIFAR10_PREPROCESS).batch(0, 0)
+    supernet.eval()  # BN in running-stat mode: each path's loss is a fixed function of the weights
+    grads = {}
+    for mode in ("mean", "sum"):
+        supernet.zero_grad(set_to_none=True)
+        step = FairStep(shared_grad=mode)
+        step(supernet, [batch], StepContext(0, 0, 0, 0, Dist()))
+        grads[mode] = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+    shared = {id(p) for p in supernet.shared_parameters()}
+    names = {n for n, p in supernet.named_parameters() if id(p) in shared}
+    assert names and all(n.startswith(("stem", "last_conv", "head_convs", "classifier")) for n in names)
+    for n, g in grads["mean"].items():
+        want = grads["sum"][n] / 12 if n in names else grads["sum"][n]
+        torch.testing.assert_close(g, want, rtol=1e-5, atol=1e-7)
+    path = step.paths(StepContext(0, 0, 0, 0, Dist()))[3]  # one path alone gives its blocks the same gradient
+    supernet.zero_grad(set_to_none=True)
+    F.cross_entropy(supernet(batch.x, path), batch.y).backward()
+    block = supernet.blocks[5][path[5]].project.conv.weight
+    torch.testing.assert_close(block.grad, grads["mean"][f"blocks.5.{path[5]}.project.conv.weight"])
+    supernet.train()
+    with pytest.raises(TrainError, match="shared_grad=sum"):  # a checkpoint resumes only with its own rule
+        FairStep(shared_grad="mean").load_state_dict(FairStep(shared_grad="sum").state_dict())
 
 
 def test_subnet_is_a_specnet_holding_the_shared_weights(supernet, tmp_path):

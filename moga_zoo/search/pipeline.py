@@ -53,10 +53,11 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
     torch.manual_seed(seed)
     net = Supernet(data.form, data.num_classes, drop_rate=recipe.dropout)
     loader = data.loader(recipe, seed=seed, rank=d.rank, world=d.world)
+    step = FairStep(recipe.label_smoothing, same_batch=same_batch, micro_batches=micro_batches)
     meta = {**data.describe(), "data": str(Path(data.source).resolve()),  # what scoring reloads, from anywhere
             "num_classes": data.num_classes, "seed": seed, "val_size": val_size,
-            "same_batch": same_batch, "epochs": recipe.epochs, "recipe": recipe.to_dict(), "command": command,
-            "versions": versions(), "world_size": d.world}
+            "same_batch": same_batch, "shared_grad": step.shared_grad, "epochs": recipe.epochs,
+            "recipe": recipe.to_dict(), "command": command, "versions": versions(), "world_size": d.world}
     if d.main:
         write_text_atomic(out / SUPERNET_META, json.dumps(meta, indent=2))
     monitor = data.in_memory(data.eval.subset(np.arange(min(monitor_images, len(data.eval)))), progress=False)
@@ -70,7 +71,6 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
         model.train()
         return res
 
-    step = FairStep(recipe.label_smoothing, same_batch=same_batch, micro_batches=micro_batches)
     run = RunConfig(out, seed=seed, checkpoint_minutes=checkpoint_minutes, checkpoint_steps=checkpoint_steps,
                     progress=progress, meta={"title": f"FairNAS supernet on {data.form} (curve: MoGA-C path, BN "
                                                       "recalibrated)", "spec": "supernet", **meta})

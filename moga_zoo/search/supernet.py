@@ -73,6 +73,11 @@ class Supernet(nn.Module):
         x = self.head_convs(self.global_pool(x)).flatten(1)
         return self.classifier(self.dropout(x))
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every path uses (stem, last conv, head, classifier)."""
+        in_blocks = {id(p) for p in self.blocks.parameters()}
+        return [p for p in self.parameters() if id(p) not in in_blocks]
+
     def path_modules(self, choices: Sequence[int]) -> list[nn.Module]:
         c = self._check(choices)
         return list(self.stem) + [self.blocks[l][ch] for l, ch in enumerate(c)] + list(self.last_conv)
