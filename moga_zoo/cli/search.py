@@ -79,7 +79,8 @@ def cmd_train_supernet(args) -> int:
     set_threads(args)
     result = train_supernet(cifar10=args.cifar10, imagenet=args.imagenet, out=args.out, recipe=recipe_from_args(SUPERNET_RECIPE, args),
                             val_size=args.val_size, seed=args.seed, resume=args.resume,
-                            same_batch=not args.consecutive_batches, micro_batches=args.micro_batches,
+                            same_batch=not args.consecutive_batches, shared_grad=args.shared_grad,
+                            micro_batches=args.micro_batches,
                             checkpoint_minutes=args.checkpoint_minutes, checkpoint_steps=args.checkpoint_steps,
                             workers=args.workers, command=default_command())
     if result:
@@ -142,6 +143,9 @@ def add_subcommands(sub) -> None:
     t.add_argument("--val-size", type=nonneg_int, default=5000, help="images held out of the training split")
     t.add_argument("--consecutive-batches", action="store_true",
                    help="the 12 paths of a step take 12 consecutive batches (default: the same batch)")
+    t.add_argument("--shared-grad", choices=("mean", "sum"), default="mean",
+                   help="the stem's and head's gradient over the 12 paths: mean (default, a stand-alone "
+                        "step's size) or sum (the paper's accumulation read literally; a 12x step there)")
     t.add_argument("--resume", action="store_true")
     add_recipe_args(t)
     add_run_args(t)

@@ -30,7 +30,8 @@ SUPERNET_RECIPE = Recipe(epochs=32, batch_size=128, optimizer="sgd", lr=0.05, mo
 
 
 def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNET_RECIPE, val_size: int = 5000,
-                   seed: int = 0, resume: bool = False, same_batch: bool = True, micro_batches: int = 1,
+                   seed: int = 0, resume: bool = False, same_batch: bool = True, shared_grad: str = "mean",
+                   micro_batches: int = 1,
                    checkpoint_minutes: float = 5.0, checkpoint_steps: int | None = None,
                    monitor_images: int = 500, workers: int = 2, progress=None, command: str | None = None) -> dict:
     """Train the FairNAS supernet on CIFAR-10 (its 32x32 form) or ImageNet with ``train.loop.fit``.
@@ -41,6 +42,7 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
         out: run folder: checkpoint, logs, curve, ``supernet.safetensors``, ``supernet.json``.
         recipe: the optimizer and schedule (default: the paper's supernet recipe).
         same_batch: the 12 fair paths of a step see one batch (True) or 12 consecutive batches.
+        shared_grad: what the stem and head get from the 12 paths, ``mean`` or ``sum`` (``FairStep``).
         monitor_images: held-out images the per-epoch curve scores MoGA-C's path on (after BN
             recalibration on as many training images).
     """
@@ -53,7 +55,8 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
     torch.manual_seed(seed)
     net = Supernet(data.form, data.num_classes, drop_rate=recipe.dropout)
     loader = data.loader(recipe, seed=seed, rank=d.rank, world=d.world)
-    step = FairStep(recipe.label_smoothing, same_batch=same_batch, micro_batches=micro_batches)
+    step = FairStep(recipe.label_smoothing, same_batch=same_batch, micro_batches=micro_batches,
+                    shared_grad=shared_grad)
     meta = {**data.describe(), "data": str(Path(data.source).resolve()),  # what scoring reloads, from anywhere
             "num_classes": data.num_classes, "seed": seed, "val_size": val_size,
             "same_batch": same_batch, "shared_grad": step.shared_grad, "epochs": recipe.epochs,
