@@ -24,8 +24,8 @@ class FairStep:
     gradient of the one path that used it (a stand-alone step's). ``shared_grad`` says what the
     stem and head, used by all 12 paths, receive: ``mean`` (default) the average over the paths, as
     one stand-alone step would; ``sum`` the paper's accumulation taken literally, which multiplies
-    their step by 12 and, measured on CIFAR-10 (``benchmarks/bench_fair_grad.py``), makes the loss
-    spike and learn more slowly. ``counts[layer, choice]`` counts how often each block was trained
+    their step by 12 and, on CIFAR-10, kept the supernet's training loss above chance where the
+    mean's fell (``benchmarks/bench_fair_grad.py``, BENCHMARKS.md section 9). ``counts[layer, choice]`` counts how often each block was trained
     (checkpointed with the run).
     """
 
