@@ -191,6 +191,7 @@ def test_pipeline_end_to_end_on_tiny_data(tmp_path):
         assert m.spec.input_size == 32 and m.num_classes == 10
     again = subprocess.run(_cli(*args[:-1], "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "already complete" in again.stderr
+    assert "stage evolve: complete" in again.stdout and "moga_c (reference)" in again.stdout
     wrong = subprocess.run(_cli("search", "evolve", "--table", str(TABLE), "--accuracy", f"supernet:{out / 'supernet'}",
                                 "--out", str(tmp_path / "wrong"), "--form", "imagenet", "--bn-images", "32"),
                            env=_env(), capture_output=True, text=True, timeout=300)

@@ -1,9 +1,10 @@
 """``moga-zoo search``: MoGA's search (weighted NSGA-II over a latency table and an accuracy source)."""
 from __future__ import annotations
 
-from .common import nonneg_int, positive_int
-
 import json
+from pathlib import Path
+
+from .common import nonneg_int, positive_int
 
 EXAMPLES = """subcommands, with one worked example each:
 
@@ -40,6 +41,23 @@ def add_scoring_args(p, val_images: int | None = None, bn_images: int | None = N
                    help=f"training images for each candidate's BN recalibration (default: {bn_images or 2000})")
 
 
+def print_summary(summary: dict, out) -> None:
+    """The picked specs, MoGA-A/B/C scored the same way, and which searched model matches each."""
+    print(f"{summary['evaluated']} models evaluated in {summary['generations_done']} generations; "
+          f"front of {len(summary['front'])}; specs: {', '.join(summary['picked'])} in {out}")
+    print(f"{'spec':<22}{'top-1 %':>9}{'latency ms':>12}{'params M':>10}  choices")
+    for r in summary["front"]:
+        if r["picked"]:
+            print(f"{r['picked']:<22}{r['top1']:>9.2f}{r['latency_ms']:>12.3f}{r.get('params_m', 0):>10.2f}  {r['choices']}")
+    for name, r in summary["references"].items():
+        print(f"{name + ' (reference)':<22}{r['top1']:>9.2f}{r['latency_ms']:>12.3f}{r.get('params_m', 0):>10.2f}  {r['choices']}")
+    for name, r in summary["references"].items():
+        m = r["matched_by"]
+        print(f"{name}: " + ("no evaluated model is as accurate and as fast" if m is None else
+                             f"{m['spec']} is at least as accurate ({m['top1']:.2f}%) and no slower "
+                             f"({m['latency_ms']:.3f} ms){'' if m['on_front'] else ' (off the 3-objective front)'}"))
+
+
 def cmd_evolve(args) -> int:
     from ..search.evolve import evolve
 
@@ -55,19 +73,7 @@ def cmd_evolve(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0 if summary["complete"] else 130
-    print(f"{summary['evaluated']} models evaluated in {summary['generations_done']} generations; "
-          f"front of {len(summary['front'])}; specs: {', '.join(summary['picked'])} in {args.out}")
-    print(f"{'spec':<22}{'top-1 %':>9}{'latency ms':>12}{'params M':>10}  choices")
-    for r in summary["front"]:
-        if r["picked"]:
-            print(f"{r['picked']:<22}{r['top1']:>9.2f}{r['latency_ms']:>12.3f}{r.get('params_m', 0):>10.2f}  {r['choices']}")
-    for name, r in summary["references"].items():
-        print(f"{name + ' (reference)':<22}{r['top1']:>9.2f}{r['latency_ms']:>12.3f}{r.get('params_m', 0):>10.2f}  {r['choices']}")
-    for name, r in summary["references"].items():
-        m = r["matched_by"]
-        print(f"{name}: " + ("no evaluated model is as accurate and as fast" if m is None else
-                             f"{m['spec']} is at least as accurate ({m['top1']:.2f}%) and no slower "
-                             f"({m['latency_ms']:.3f} ms){'' if m['on_front'] else ' (off the 3-objective front)'}"))
+    print_summary(summary, args.out)
     return 0 if summary["complete"] else 130
 
 
@@ -101,9 +107,14 @@ def cmd_run(args) -> int:
                          val_size=args.val_size, val_images=args.val_images, bn_images=args.bn_images,
                          pop_size=args.pop, generations=args.generations, seed=args.seed, k=args.k,
                          resume=args.resume, command=default_command())
-    print(json.dumps(state, indent=2) if args.json else
-          "\n".join(f"stage {n}: {'complete' if s['complete'] else 'stopped'} in {s['seconds'] / 60:.1f} min"
-                    for n, s in state["stages"].items()) + f"\nspecs and front in {args.out}/search")
+    if args.json:
+        print(json.dumps(state, indent=2))
+    else:
+        for name, stage in state["stages"].items():
+            print(f"stage {name}: {'complete' if stage['complete'] else 'stopped'} in {stage['seconds'] / 60:.1f} min")
+        front = Path(args.out) / "search" / "front.json"
+        if state["stages"].get("evolve", {}).get("complete") and front.is_file():
+            print_summary(json.loads(front.read_text()), front.parent)
     return 0 if all(s["complete"] for s in state["stages"].values()) else 130
 
 
