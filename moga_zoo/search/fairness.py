@@ -25,8 +25,8 @@ class FairStep:
     stem and head, used by all 12 paths, receive: ``mean`` (default) the average over the paths, as
     one stand-alone step would; ``sum`` the paper's accumulation taken literally, which multiplies
     their step by 12 and, on CIFAR-10, kept the supernet's training loss above chance where the
-    mean's fell (``benchmarks/bench_fair_grad.py``, BENCHMARKS.md section 9). ``counts[layer, choice]`` counts how often each block was trained
-    (checkpointed with the run).
+    mean's fell (``benchmarks/bench_fair_grad.py``, BENCHMARKS.md section 9).
+    ``counts[layer, choice]`` counts how often each block was trained (checkpointed with the run).
     """
 
     def __init__(self, label_smoothing: float = 0.0, same_batch: bool = True, micro_batches: int = 1,
