@@ -22,7 +22,6 @@ from .files import atomic_path
 from .data.datasets import Dataset, read_bytes
 
 
-
 @dataclass
 class EvalResult:
     top1: float

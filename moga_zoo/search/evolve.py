@@ -122,8 +122,7 @@ def match_references(refs: dict, X: np.ndarray, cols: dict, front: set[str]) -> 
 
 
 def _write_spec(out: Path, choices, name: str, form: str) -> str:
-    spec = specs.from_choices(list(choices), name=name)
-    spec = specs.FORMS[form](spec) if form != "imagenet" else spec
+    spec = specs.FORMS[form](specs.from_choices(list(choices), name=name))
     write_text_atomic(out / f"{name}.json", spec.to_json(indent=2))
     return f"{name}.json"
 
