@@ -70,7 +70,11 @@ class SpecNet(nn.Module):
 
     def __init__(self, spec: Spec, *, num_classes: int | None = None, drop_rate: float | None = None,
                  drop_path_rate: float = 0.0, features_only: bool = False,
-                 out_indices: Sequence[int] = (1, 2, 3, 4), input_size: int | None = None):
+                 out_indices: Sequence[int] = (1, 2, 3, 4), input_size: int | None = None,
+                 modules: Sequence[nn.Module] | None = None):
+        """``modules``: the rows' modules already built (a supernet's path, one per row up to the
+        classifier), used as they are: no new row modules, no initialisation. Without it the rows
+        are built and initialised here."""
         super().__init__()
         input_size = input_size or spec.input_size
         stride = spec.total_stride
@@ -90,12 +94,21 @@ class SpecNet(nn.Module):
             spec = spec.with_classes(num_classes)
         self.spec = spec
         opts = spec.options
+        if modules is not None and (features_only or drop_path_rate):
+            raise SpecError("prebuilt modules are used as they are: features_only and drop_path_rate need "
+                            "modules built here")
+        built = list(modules) if modules is not None else None
+        n_built = sum(r.op in FEATURE_OPS or r.op == "conv_nbn" for r in spec.rows)
+        if built is not None and len(built) != n_built:
+            raise SpecError(f"spec {spec.name!r} has {n_built} rows before its classifier, got {len(built)} "
+                            f"prebuilt modules")
+        make = (lambda r, cin: make_row(r, cin, opts)) if built is None else (lambda r, cin: built.pop(0))
         layers, cin = [], spec.in_chans
         rows = iter(spec.rows)
         for r in rows:
             if r.op == "pool":
                 break
-            layers.append(make_row(r, cin, opts))
+            layers.append(make(r, cin))
             cin = r.c
         self.feature_info = feature_info(spec)
         self.features_only = features_only
@@ -118,7 +131,7 @@ class SpecNet(nn.Module):
             head = []
             for r in rows:
                 if r.op == "conv_nbn":
-                    head.append(make_row(r, cin, opts))
+                    head.append(make(r, cin))
                     cin = r.c
             self.head_convs = nn.Sequential(*head)
             self.num_features = cin
@@ -126,7 +139,8 @@ class SpecNet(nn.Module):
             self.dropout = nn.Dropout(self.drop_rate)
             self.num_classes = spec.num_classes
             self.classifier = nn.Linear(cin, spec.num_classes)
-        self._init_weights()
+        if modules is None:
+            self._init_weights()
 
     def _init_weights(self):
         init_weights(self)

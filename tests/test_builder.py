@@ -53,6 +53,19 @@ def test_reset_classifier_and_dropout():
     assert m(torch.randn(1, 3, 224, 224)).shape == (1, 1280)
 
 
+def test_prebuilt_modules_are_used_as_given_and_checked():
+    spec = specs.MOGA_C
+    ref = SpecNet(spec)
+    mods = list(ref.features) + list(ref.head_convs)
+    net = SpecNet(spec, modules=mods)
+    assert all(a is b for a, b in zip(list(net.features) + list(net.head_convs), mods))
+    assert torch.equal(net.features[3].project.conv.weight, ref.features[3].project.conv.weight)
+    with pytest.raises(SpecError, match="has 18 rows before its classifier, got 17"):
+        SpecNet(spec, modules=mods[:-1])
+    with pytest.raises(SpecError, match="features_only and drop_path_rate"):
+        SpecNet(spec, modules=mods, drop_path_rate=0.1)
+
+
 def test_input_size_must_be_multiple_of_32():
     with pytest.raises(SpecError, match="multiple of 32.*try 224"):
         moga_zoo.create_model("moga_a", input_size=225)

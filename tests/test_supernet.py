@@ -91,7 +91,9 @@ def test_subnet_is_a_specnet_holding_the_shared_weights(supernet, tmp_path):
     x = torch.randn(3, 3, 32, 32)
     rng = np.random.default_rng(0)
     for choices in [specs.PUBLISHED_CHOICES["moga_a"], rng.integers(0, 12, 14).tolist()]:
+        before = {k: v.clone() for k, v in supernet.state_dict().items()}
         sub = supernet.subnet(choices)
+        assert all(torch.equal(v, before[k]) for k, v in supernet.state_dict().items())  # not re-initialised
         assert isinstance(sub, moga_zoo.SpecNet) and specs.to_choices(sub.spec) == list(choices)
         assert sub.spec == specs.for_cifar10(specs.from_choices(list(choices), name="moga_path"))
         with torch.no_grad():

@@ -89,10 +89,8 @@ class Supernet(nn.Module):
         spec = skeleton_spec(choices, self.form, self.num_classes)
         if name:
             spec = specs.Spec(name, spec.rows, spec.options, spec.in_chans, spec.input_size)
-        net = SpecNet(spec, drop_rate=self.dropout.p)
-        net.features = nn.Sequential(*self.path_modules(choices))
-        net.global_pool, net.head_convs = self.global_pool, self.head_convs
-        net.dropout, net.classifier = self.dropout, self.classifier
+        net = SpecNet(spec, drop_rate=self.dropout.p, modules=self.path_modules(choices) + list(self.head_convs))
+        net.global_pool, net.dropout, net.classifier = self.global_pool, self.dropout, self.classifier
         from ..registry import PretrainedCfg
         cfg = PretrainedCfg(preprocess=CIFAR10_PREPROCESS, labels="cifar10") if self.form == "cifar10" \
             else PretrainedCfg()
