@@ -122,12 +122,14 @@ def test_cli_killed_with_sigkill_resumes_to_the_same_front(tmp_path):
     p.wait()
     assert 20 <= gens < 150, "the search should have been killed mid-way"
     assert not (run / "front.json").exists()
+    killed_seconds = pickle.loads((run / "search.ckpt").read_bytes())["seconds"]
     (run / ".search.ckpt.stale.part").write_bytes(b"half a checkpoint")  # as a kill inside a write leaves
     out = subprocess.run(args + ["--out", str(run), "--resume"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert not list(run.glob("*.part"))
     a, b = json.loads(out.stdout), json.loads(ref.stdout)
     assert a["front"] == b["front"] and a["evaluated"] == b["evaluated"] == 30 * 150
+    assert a["seconds"] > killed_seconds > 0  # the killed process's search time is still counted
 
 
 def _small_space(costs, genes=5):

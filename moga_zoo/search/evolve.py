@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,6 @@ def evolve(*, table: str | Path, accuracy, out: str | Path, pop_size: int = 70, 
     form = form or acc.form or "imagenet"
     objectives = MogaObjectives(acc, costs, params=params, n_objectives=n_objectives)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
     pool = runner = None
     if workers > 1:
         import multiprocessing
@@ -80,13 +78,12 @@ def evolve(*, table: str | Path, accuracy, out: str | Path, pop_size: int = 70, 
         if pool is not None:
             pool.close()
             pool.join()
-    seconds = time.monotonic() - t0
     settings = {"pop_size": pop_size, "generations": generations, "weights": list(weights), "seed": seed,
                 "k": k, "params": params, "n_objectives": n_objectives, "mutation": mutation,
                 "p_guided": p_guided, "form": form}
     summary = write_results(out, result, objectives, lut, settings, k=k, form=form,
                             provenance={"table": {"path": str(table), "sha256": sha256_file(table), "meta": lut.meta},
-                                        "accuracy": acc.provenance(), "seconds_this_process": round(seconds, 1)})
+                                        "accuracy": acc.provenance(), "seconds": round(result.seconds, 1)})
     if result.interrupted:
         print(f"search stopped after generation {result.generations} of {generations}; results so far are "
               f"in {out}; continue with --resume", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -132,6 +133,7 @@ class SearchResult:
     history_gen: np.ndarray
     generations: int
     interrupted: bool = False
+    seconds: float = 0.0  # search time over all processes of a resumed run (checkpointed per generation)
 
     @property
     def history(self) -> dict:
@@ -226,7 +228,7 @@ def nsga2(evaluate: Callable[[np.ndarray], np.ndarray], n_genes: int, n_choices:
     problem = _problem(n_genes, n_choices, len(weights), evaluate, runner)
     config = {"n_genes": n_genes, "n_choices": n_choices, "weights": [float(w) for w in weights],
               "pop_size": pop_size, "seed": seed, "mutation": mutation, "p_guided": p_guided, "p_gene": p_gene}
-    hist_X, hist_F, hist_gen = [], [], []
+    hist_X, hist_F, hist_gen, seconds = [], [], [], 0.0
     if resume:
         if checkpoint is None or not Path(checkpoint).is_file():
             raise SearchError(f"nothing to resume: checkpoint {checkpoint} does not exist")
@@ -241,6 +243,7 @@ def nsga2(evaluate: Callable[[np.ndarray], np.ndarray], n_genes: int, n_choices:
         algorithm.evaluator = Evaluator()
         algorithm.termination = get_termination("n_gen", generations)
         hist_X, hist_F, hist_gen = state["hist_X"], state["hist_F"], state["hist_gen"]
+        seconds = state.get("seconds", 0.0)
     else:
         algorithm = make_algorithm(n_genes, n_choices, weights, pop_size=pop_size, p_guided=p_guided,
                                    p_gene=p_gene, mutation=mutation)
@@ -249,6 +252,7 @@ def nsga2(evaluate: Callable[[np.ndarray], np.ndarray], n_genes: int, n_choices:
     evaluator = Evaluator()
     bar = tqdm(total=generations, initial=done, desc="NSGA-II", unit="gen", file=sys.stderr,
                disable=(not progress) if progress is not None else None)
+    t0 = time.monotonic()
     with StopFlag("generation") as stop:
         while done < generations and not stop.set:
             pop = algorithm.ask()
@@ -261,7 +265,8 @@ def nsga2(evaluate: Callable[[np.ndarray], np.ndarray], n_genes: int, n_choices:
             done += 1
             if checkpoint is not None:
                 _save(Path(checkpoint), {"format": CHECKPOINT_FORMAT, "config": config, "algorithm": algorithm,
-                                         "hist_X": hist_X, "hist_F": hist_F, "hist_gen": hist_gen})
+                                         "hist_X": hist_X, "hist_F": hist_F, "hist_gen": hist_gen,
+                                         "seconds": seconds + time.monotonic() - t0})
             bar.update(1)
             if on_generation is not None:
                 on_generation(done, algorithm.pop.get("X").astype(int), algorithm.pop.get("F"))
@@ -274,7 +279,7 @@ def nsga2(evaluate: Callable[[np.ndarray], np.ndarray], n_genes: int, n_choices:
     first = np.sort(np.unique(hX, axis=0, return_index=True)[1]) if len(hX) else np.zeros(0, int)
     nd = first[non_dominated(hF[first])] if len(first) else first
     nd = nd[np.lexsort(hF[nd].T[::-1])]
-    return SearchResult(hX[nd], hF[nd], hX, hF, hG, done, done < generations)
+    return SearchResult(hX[nd], hF[nd], hX, hF, hG, done, done < generations, seconds + time.monotonic() - t0)
 
 
 def _save(path: Path, state: dict) -> None:

@@ -9,15 +9,12 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import specs
 from ..files import write_text_atomic
-from ..train.distributed import init_from_env
 from ..train.loop import RunConfig, TrainError, evaluate_arrays, fit
 from ..train.recipes import Recipe
-from ..train.data import load_data
-from ..train.run import prepare_out, save_weights, versions
+from ..train.run import prepare_out, save_weights, start_run, versions
 from .bn import recalibrate
 from .fairness import FairStep
 from .score import SUPERNET_FILE, SUPERNET_META
@@ -48,11 +45,8 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
     """
     if val_size < 1:
         raise TrainError("the supernet needs a validation split held out of the training images: --val-size N")
-    d = init_from_env()
-    out = prepare_out(out)
-    data = load_data(cifar10=cifar10, imagenet=imagenet, val_size=val_size, seed=seed, workers=workers,
-                     progress=progress if d.main else False)
-    torch.manual_seed(seed)
+    d, out, data = start_run(out, cifar10=cifar10, imagenet=imagenet, val_size=val_size, seed=seed,
+                             workers=workers, progress=progress)
     net = Supernet(data.form, data.num_classes, drop_rate=recipe.dropout)
     loader = data.loader(recipe, seed=seed, rank=d.rank, world=d.world)
     step = FairStep(recipe.label_smoothing, same_batch=same_batch, micro_batches=micro_batches,
@@ -111,25 +105,36 @@ def run_pipeline(*, cifar10=None, imagenet=None, table, out, recipe: Recipe, val
         write_text_atomic(run_file, json.dumps(state, indent=2))
 
     def stage(name, fn):
+        """``fn`` returns (complete, the stage's own checkpointed seconds or None): that count
+        survives a kill -9 between checkpoints, which this process's clock would not."""
         rec = state["stages"].setdefault(name, {"complete": False, "seconds": 0.0})
         if rec["complete"]:
             print(f"stage {name}: already complete ({rec['seconds']:.0f} s)", file=sys.stderr)
             return
         t0 = time.monotonic()
         try:
-            rec["complete"] = fn() is not False
-        finally:
+            rec["complete"], seconds = fn()
+            rec["seconds"] = round(rec["seconds"] + time.monotonic() - t0 if seconds is None else seconds, 1)
+        except BaseException:
             rec["seconds"] = round(rec["seconds"] + time.monotonic() - t0, 1)
+            raise
+        finally:
             save()
 
+    def supernet():
+        r = train_supernet(cifar10=cifar10, imagenet=imagenet, out=sup, recipe=recipe, val_size=val_size, seed=seed,
+                           resume=(sup / "checkpoint.pt").exists(), progress=progress, command=command)
+        return True, r.get("wall_seconds")  # a torchrun worker's result is empty
+
+    def search_stage():
+        r = evolve(table=table, accuracy=f"supernet:{sup}", out=search, pop_size=pop_size, generations=generations,
+                   weights=weights, seed=seed, resume=(search / "search.ckpt").exists(), k=k, progress=progress,
+                   accuracy_kw={"val_images": val_images, "bn_images": bn_images})
+        return r["complete"], r["seconds"]
+
     sup, search = out / "supernet", out / "search"
-    stage("supernet", lambda: train_supernet(cifar10=cifar10, imagenet=imagenet, out=sup, recipe=recipe, val_size=val_size, seed=seed,
-                                             resume=(sup / "checkpoint.pt").exists(), progress=progress,
-                                             command=command))
-    stage("evolve", lambda: evolve(table=table, accuracy=f"supernet:{sup}", out=search, pop_size=pop_size,
-                                   generations=generations, weights=weights, seed=seed,
-                                   resume=(search / "search.ckpt").exists(), k=k, progress=progress,
-                                   accuracy_kw={"val_images": val_images, "bn_images": bn_images})["complete"])
+    stage("supernet", supernet)
+    stage("evolve", search_stage)
     state["total_seconds"] = round(sum(s["seconds"] for s in state["stages"].values()), 1)
     save()
     return state

@@ -46,6 +46,18 @@ def prepare_out(out) -> Path:
     return out
 
 
+def start_run(out, *, cifar10, imagenet, val_size: int, seed: int, workers: int, progress):
+    """What every training command does first, in this order: join the process group (torchrun),
+    check the run folder, load the data with its held-out split, seed torch. Returns
+    ``(dist, out, data)``."""
+    d = init_from_env()
+    out = prepare_out(out)
+    data = load_data(cifar10=cifar10, imagenet=imagenet, val_size=val_size, seed=seed, workers=workers,
+                     progress=progress if d.main else False)
+    torch.manual_seed(seed)
+    return d, out, data
+
+
 def save_weights(module: torch.nn.Module, path: Path, metadata: dict) -> dict:
     """The module's state dict as safetensors, written atomically; returns file name and sha256."""
     from safetensors.torch import save_file
@@ -89,13 +101,11 @@ def train(model: str | specs.Spec, *, cifar10=None, imagenet=None, out, recipe: 
     Returns:
         result.json's content: final metrics, wall time, weights files and their sha256.
     """
-    d = init_from_env()
-    out = prepare_out(out)
-    data = load_data(cifar10=cifar10, imagenet=imagenet, val_size=val_size, seed=seed, workers=workers,
-                     progress=progress if d.main else False)
-    spec = resolve_spec(model, data.form, data.num_classes)
-    torch.manual_seed(seed)
-    net = SpecNet(spec, drop_rate=recipe.dropout, drop_path_rate=recipe.drop_path)
+    d, out, data = start_run(out, cifar10=cifar10, imagenet=imagenet, val_size=val_size, seed=seed,
+                             workers=workers, progress=progress)
+    net = SpecNet(resolve_spec(model, data.form, data.num_classes), drop_rate=recipe.dropout,
+                  drop_path_rate=recipe.drop_path)
+    spec = net.spec
     loader = data.loader(recipe, seed=seed, rank=d.rank, world=d.world)
     title = {"cifar10": "CIFAR-10", "imagenet": "ImageNet"}[data.form]
     meta = {"title": f"{spec.name} on {title}", "spec": spec.to_dict(), **data.describe(), "command": command,
