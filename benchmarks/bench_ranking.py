@@ -4,15 +4,16 @@ each trained by ``moga-zoo train`` with the same short schedule.
 
     python benchmarks/bench_ranking.py --supernet RUN/supernet --cifar10 PATH \\
         --table benchmarks/results/lut_ort_1t.json --out runs/ranking \\
-        [--archs 8] [--epochs 5] [--val-images 5000] [--bn-images 2000] [--threads 2] \\
-        [--report benchmarks/results/ranking.json]
+        [--archs 8] [--epochs 5] [--batch-size 128] [--val-images 5000] [--bn-images 2000] [--threads 2] \\
+        [--train-only] [--report benchmarks/results/ranking.json]
 
 Both accuracies are measured on the same images: the supernet's validation split, held out of the
 CIFAR-10 training split (its seed and size), which the stand-alone runs also hold out and never
 train on. Resumable: architecture i trains in OUT/<name>/ (an interrupted one continues, a finished
-one is skipped), so the study can span sessions. Writes OUT/ranking.json (and --report): per
-architecture the choices, table latency, supernet and stand-alone top-1; Kendall tau, its p-value
-and a bootstrap 90% interval over architectures; and OUT/ranking.png.
+one is skipped), so the study can span sessions; ``--train-only`` trains them while the supernet
+is still training. Writes OUT/ranking.json (and --report): per architecture the choices, table
+latency, supernet and stand-alone top-1; Kendall tau, its p-value and a bootstrap 90% interval over
+architectures; and OUT/ranking.png.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from moga_zoo import specs  # noqa: E402
 from moga_zoo.files import write_text_atomic  # noqa: E402
 from moga_zoo.latency.table import LatencyTable  # noqa: E402
 from moga_zoo.search.objectives import N_CHOICES, N_LAYERS, SpaceCosts  # noqa: E402
-from moga_zoo.search.score import SupernetAccuracy  # noqa: E402
+from moga_zoo.search.score import SupernetAccuracy, supernet_meta  # noqa: E402
 from moga_zoo.train.loop import Interrupted  # noqa: E402
 from moga_zoo.train.recipes import RECIPES  # noqa: E402
 from moga_zoo.train.run import train  # noqa: E402
@@ -95,10 +96,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--archs", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=5, help="the short stand-alone schedule")
+    ap.add_argument("--batch-size", type=int, default=RECIPES["cifar10"].batch_size)
     ap.add_argument("--val-images", type=int, default=5000)
     ap.add_argument("--bn-images", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-only", action="store_true",
+                    help="train the stand-alone runs and stop (they need only the supernet's supernet.json, "
+                         "so they can run while the supernet trains)")
     ap.add_argument("--report", help="also write the summary here (e.g. benchmarks/results/ranking.json)")
     args = ap.parse_args(argv)
     if args.archs < 4:
@@ -108,15 +113,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     costs = SpaceCosts.build(LatencyTable.load(args.table))
     archs = pick_architectures(costs, args.archs, args.seed)
-    scorer = SupernetAccuracy(args.supernet, val_images=args.val_images, bn_images=args.bn_images,
-                              data=args.cifar10, progress=False)
-    meta = scorer.meta
-    recipe = RECIPES["cifar10"].override(epochs=args.epochs, warmup_epochs=min(1.0, args.epochs / 5))
-    rows = []
+    meta = supernet_meta(args.supernet)  # the held-out split; the supernet itself may still be training
+    recipe = RECIPES["cifar10"].override(epochs=args.epochs, warmup_epochs=min(1.0, args.epochs / 5),
+                                          batch_size=args.batch_size)
     for name, choices in archs:
         run = out / name
-        result_file = run / "result.json"
-        if not result_file.is_file():
+        if not (run / "result.json").is_file():
             spec = specs.from_choices(choices, name=name, num_classes=10)
             print(f"training {name} {choices} for {args.epochs} epochs", file=sys.stderr)
             try:
@@ -126,7 +128,18 @@ def main(argv=None) -> int:
             except Interrupted as e:
                 print(f"{name}: {e}; run the same command again to continue", file=sys.stderr)
                 return 130
-        standalone = json.loads(result_file.read_text())["final"]["val_top1"]
+    if args.train_only:
+        print(f"{len(archs)} stand-alone runs trained in {out}; run again without --train-only to score them",
+              file=sys.stderr)
+        return 0
+    scorer = SupernetAccuracy(args.supernet, val_images=args.val_images, bn_images=args.bn_images,
+                              data=args.cifar10, progress=False)
+    if scorer.meta.get("unfinished"):
+        print(f"WARNING: {scorer.meta['weights']} is an unfinished supernet ({scorer.meta['epochs_done']} of "
+              f"{scorer.meta['epochs']} epochs); its ranking is not the finished one's", file=sys.stderr)
+    rows = []
+    for name, choices in archs:
+        standalone = json.loads((out / name / "result.json").read_text())["final"]["val_top1"]
         rows.append({"name": name, "choices": choices, "latency_ms": round(float(costs.latency([choices])[0]), 4),
                      "supernet_top1": scorer.score(choices), "standalone_top1": standalone})
         print(f"{name}: supernet {rows[-1]['supernet_top1']:.2f}%, stand-alone {standalone:.2f}%", file=sys.stderr)

@@ -143,7 +143,7 @@ def test_supernet_training_resumes_bit_identically_after_kill_9(tmp_path):
     p = subprocess.Popen(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(run),
                               "--checkpoint-steps", "1", *SUPER_ARGS), env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    step = kill_9_at_step(p, run / "checkpoint.pt", 4, timeout=300)
+    step = kill_9_at_step(p, run / "checkpoint.pt", 4)
     assert 4 <= step < 6, step
     out = subprocess.run(_cli("search", "train-supernet", "--cifar10", str(data), "--out", str(run), "--resume",
                               *SUPER_ARGS), env=_env(), capture_output=True, text=True)
@@ -198,6 +198,18 @@ def test_pipeline_end_to_end_on_tiny_data(tmp_path):
                                 "--out", str(tmp_path / "wrong"), "--form", "imagenet", "--bn-images", "32"),
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and "cifar10 form" in wrong.stderr and "Traceback" not in wrong.stderr
+    # the ranking study: stand-alone runs first (they need only supernet.json), then both scores
+    rank = [sys.executable, str(ROOT / "benchmarks" / "bench_ranking.py"), "--supernet", str(out / "supernet"),
+            "--cifar10", str(data), "--table", str(TABLE), "--out", str(tmp_path / "rank"), "--archs", "4",
+            "--epochs", "1", "--batch-size", "16", "--val-images", "20", "--bn-images", "32", "--threads", "1"]
+    first = subprocess.run(rank + ["--train-only"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and "4 stand-alone runs trained" in first.stderr, first.stderr[-2000:]
+    assert len(list((tmp_path / "rank").glob("*/result.json"))) == 4 and not (tmp_path / "rank" / "ranking.json").exists()
+    second = subprocess.run(rank, env=_env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "training" not in second.stderr, second.stderr[-2000:]
+    study = json.loads((tmp_path / "rank" / "ranking.json").read_text())
+    assert [r["name"] for r in study["architectures"]][:3] == ["moga_a", "moga_b", "moga_c"]
+    assert study["kendall"]["n"] == 4 and (tmp_path / "rank" / "ranking.png").is_file()
     assert not (tmp_path / "wrong").exists()
     from moga_zoo.search.nsga import SearchError
     from moga_zoo.search.score import SupernetAccuracy

@@ -19,16 +19,24 @@ from .supernet import Supernet
 SUPERNET_FILE, SUPERNET_META = "supernet.safetensors", "supernet.json"
 
 
-def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
-    """A supernet from a ``train-supernet`` folder, its ``supernet.safetensors`` or its (possibly
-    unfinished) ``checkpoint.pt``; returns the module and the run's metadata."""
+def supernet_meta(path: str | Path) -> dict:
+    """The metadata of a ``train-supernet`` run (form, data split, recipe) from its folder or a file in
+    it, readable while the run is still training."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     meta_path = folder / SUPERNET_META
     if not meta_path.is_file():
         raise SearchError(f"{folder} has no {SUPERNET_META}: give a folder written by 'moga-zoo search "
                           f"train-supernet' (or a file in it)")
-    meta = json.loads(meta_path.read_text())
+    return json.loads(meta_path.read_text())
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
+    """A supernet from a ``train-supernet`` folder, its ``supernet.safetensors`` or its (possibly
+    unfinished) ``checkpoint.pt``; returns the module and the run's metadata."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    meta = supernet_meta(path)
     net = Supernet(meta["form"], meta["num_classes"])
     if path.is_dir():
         path = folder / SUPERNET_FILE if (folder / SUPERNET_FILE).is_file() else folder / "checkpoint.pt"
