@@ -176,7 +176,7 @@ def test_supernet_two_processes_equal_one(tmp_path):
 
 
 def test_pipeline_end_to_end_on_tiny_data(tmp_path):
-    data = write_cifar_binary(tmp_path / "data", n_train=60)
+    data = write_cifar_binary(tmp_path / "data", n_train=60, by_class=True)
     out = tmp_path / "pipe"
     args = ["search", "run", "--cifar10", str(data), "--table", str(TABLE), "--out", str(out), "--epochs", "1",
             "--batch-size", "16", "--val-size", "20", "--val-images", "20", "--bn-images", "32", "--pop", "6",
@@ -219,3 +219,7 @@ def test_pipeline_end_to_end_on_tiny_data(tmp_path):
         SupernetAccuracy(out / "supernet", bn_images=32, data=other)
     with pytest.raises(SearchError, match="is not there"):
         SupernetAccuracy(out / "supernet", bn_images=32, data=tmp_path / "moved")
+    # images stored class by class: the scored and BN images are still spread over every class
+    acc = SupernetAccuracy(out / "supernet", val_images=10, bn_images=20)
+    assert np.bincount(acc.val.labels, minlength=10).tolist() == [1] * 10
+    assert np.bincount(acc.bn.labels, minlength=10).tolist() == [2] * 10

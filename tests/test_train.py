@@ -23,16 +23,18 @@ from moga_zoo.train.recipes import Recipe, param_groups
 PRE = Preprocess(32, 32, "bilinear", CIFAR10_MEAN, CIFAR10_STD)
 
 
-def write_cifar_binary(root, n_train=64, n_test=32, seed=0):
-    """A CIFAR-10 binary release with random pixels (the layout, not the content, is tested)."""
+def write_cifar_binary(root, n_train=64, n_test=32, seed=0, by_class=False):
+    """A CIFAR-10 binary release with random pixels (the layout, not the content, is tested); labels
+    cycle 0..9, or with ``by_class`` the training images come class by class, as folders give them."""
     d = root / "cifar-10-batches-bin"
     d.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     (d / "batches.meta.txt").write_text("\n".join(["airplane", "automobile", "bird", "cat", "deer", "dog",
                                                     "frog", "horse", "ship", "truck"]))
-    for name, n in [(f"data_batch_{i}.bin", n_train // 5) for i in range(1, 6)] + [("test_batch.bin", n_test)]:
+    per = n_train // 5
+    for i, (name, n) in enumerate([(f"data_batch_{i}.bin", per) for i in range(1, 6)] + [("test_batch.bin", n_test)]):
         rec = rng.integers(0, 256, (n, 3073), dtype=np.uint8)
-        rec[:, 0] = np.arange(n) % 10
+        rec[:, 0] = (i * per + np.arange(n)) * 10 // (5 * per) if by_class and i < 5 else np.arange(n) % 10
         rec.tofile(d / name)
     return root
 
@@ -100,6 +102,15 @@ def test_validation_split_is_seeded_balanced_and_disjoint():
     assert np.array_equal(data.split(50, seed=3)[2], idx) and not np.array_equal(data.split(50, seed=4)[2], idx)
     kept = {x.tobytes() for x in train.images}
     assert not any(x.tobytes() in kept for x in val.images)
+
+
+def test_subsample_spreads_over_classes_of_a_set_stored_class_by_class():
+    from moga_zoo.data.loader import InMemorySet, subsample
+
+    data = InMemorySet(np.zeros((1000, 2, 2, 3), np.uint8), np.repeat(np.arange(10), 100), list("abcdefghij"))
+    assert np.bincount(subsample(data, 500, 0).labels).tolist() == [50] * 10  # a prefix would be 5 classes
+    assert np.array_equal(subsample(data, 37, 0).labels, subsample(data, 37, 0).labels)
+    assert subsample(data, 1000, 0) is data
 
 
 def test_no_weight_decay_on_bn_and_biases():

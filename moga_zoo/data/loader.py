@@ -74,6 +74,15 @@ def balanced_holdout(labels: np.ndarray, n_classes: int, n_val: int, seed: int) 
     return val, np.flatnonzero(mask)
 
 
+def subsample(data, n: int, seed: int):
+    """``n`` images of ``data`` (an InMemorySet or FileSet), seeded and class-balanced; all of them
+    when ``n`` covers the set. Never a prefix: a set stored class by class (CIFAR-10 or ImageNet
+    folders, a zip of them) holds a single class in its first images."""
+    if n >= len(data):
+        return data
+    return data.subset(balanced_holdout(data.labels, len(data.classes), n, seed)[0])
+
+
 @dataclass
 class InMemorySet:
     """A decoded labelled set: ``images`` N x H x W x 3 uint8, ``labels`` N int64."""

@@ -8,9 +8,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import numpy as np
-
 from .. import specs
+from ..data.loader import subsample
 from ..files import write_text_atomic
 from ..train.loop import RunConfig, TrainError, evaluate_arrays, fit
 from ..train.recipes import Recipe
@@ -57,8 +56,8 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
             "recipe": recipe.to_dict(), "command": command, "versions": versions(), "world_size": d.world}
     if d.main:
         write_text_atomic(out / SUPERNET_META, json.dumps(meta, indent=2))
-    monitor = data.in_memory(data.eval.subset(np.arange(min(monitor_images, len(data.eval)))), progress=False)
-    bn_set = data.in_memory(data.train.subset(np.arange(min(monitor_images, len(data.train)))), progress=False)
+    monitor = data.in_memory(subsample(data.eval, monitor_images, seed), progress=False)
+    bn_set = data.in_memory(subsample(data.train, monitor_images, seed), progress=False)
     moga_c = specs.PUBLISHED_CHOICES["moga_c"]
 
     def evaluate(model):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.loader import subsample
 from ..train.loop import evaluate_arrays, load_checkpoint
 from .bn import recalibrate
 from .nsga import SearchError
@@ -84,12 +85,8 @@ class SupernetAccuracy(AccuracySource):
             raise SearchError(f"{source} does not give the training split and held-out images the supernet "
                               f"was trained with ({self.meta['data']}): its scores would count images it "
                               f"trained on; use the same data set")
-        val = data.eval
-        if val_images:
-            val = val.subset(np.arange(min(val_images, len(val))))
-        rng = np.random.default_rng([seed, 0xB4])
-        n_bn = min(bn_images, len(data.train))
-        self.bn = data.in_memory(data.train.subset(np.sort(rng.choice(len(data.train), n_bn, replace=False))), progress)
+        val = subsample(data.eval, val_images, seed) if val_images else data.eval
+        self.bn = data.in_memory(subsample(data.train, bn_images, seed), progress)
         self.val, self.batch_size = data.in_memory(val, progress), batch_size
         self.cache: dict[tuple, float] = {}
         self.description = (f"supernet:{self.meta['weights']} (BN recalibrated on {len(self.bn)} training images, "
