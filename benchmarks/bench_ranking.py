@@ -31,6 +31,7 @@ from moga_zoo import specs  # noqa: E402
 from moga_zoo.files import write_text_atomic  # noqa: E402
 from moga_zoo.latency.table import LatencyTable  # noqa: E402
 from moga_zoo.search.objectives import N_CHOICES, N_LAYERS, SpaceCosts  # noqa: E402
+from moga_zoo.search.nsga import SearchError  # noqa: E402
 from moga_zoo.search.score import SupernetAccuracy, supernet_meta  # noqa: E402
 from moga_zoo.train.loop import Interrupted  # noqa: E402
 from moga_zoo.train.recipes import RECIPES  # noqa: E402
@@ -108,12 +109,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.archs < 4:
         ap.error("--archs must be >= 4 (MoGA-A/B/C and at least one more)")
+    try:
+        meta = supernet_meta(args.supernet)  # the held-out split; the supernet itself may still be training
+    except SearchError as e:
+        ap.error(str(e))
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     costs = SpaceCosts.build(LatencyTable.load(args.table))
     archs = pick_architectures(costs, args.archs, args.seed)
-    meta = supernet_meta(args.supernet)  # the held-out split; the supernet itself may still be training
     recipe = RECIPES["cifar10"].override(epochs=args.epochs, warmup_epochs=min(1.0, args.epochs / 5),
                                           batch_size=args.batch_size)
     for name, choices in archs:
@@ -146,7 +150,8 @@ def main(argv=None) -> int:
     stats = kendall([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows])
     summary = {"command": " ".join(sys.argv), "supernet": scorer.provenance(), "epochs": args.epochs,
                "recipe": recipe.to_dict(), "note": "stand-alone runs hold out and are scored on the supernet's "
-               "validation split; supernet scores use its first --val-images of it", "kendall": stats,
+               "validation split; supernet scores use a seeded class-balanced --val-images of it (all of it "
+               "when --val-images >= its size)", "kendall": stats,
                "architectures": rows}
     for path in [out / "ranking.json"] + ([Path(args.report)] if args.report else []):
         write_text_atomic(path, json.dumps(summary, indent=2))

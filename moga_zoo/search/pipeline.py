@@ -11,12 +11,11 @@ from pathlib import Path
 from .. import specs
 from ..data.loader import subsample
 from ..files import write_text_atomic
-from ..train.loop import RunConfig, TrainError, evaluate_arrays, fit
+from ..train.loop import RunConfig, TrainError, fit
 from ..train.recipes import Recipe
 from ..train.run import prepare_out, save_weights, start_run, versions
-from .bn import recalibrate
 from .fairness import FairStep
-from .score import SUPERNET_FILE, SUPERNET_META
+from .score import SUPERNET_FILE, SUPERNET_META, score_path
 from .supernet import Supernet
 
 # The paper's supernet recipe (ImageNet): SGD momentum 0.9, lr 0.05, one cosine cycle, 32 epochs.
@@ -61,9 +60,7 @@ def train_supernet(*, cifar10=None, imagenet=None, out, recipe: Recipe = SUPERNE
     moga_c = specs.PUBLISHED_CHOICES["moga_c"]
 
     def evaluate(model):
-        sub = model.subnet(moga_c)
-        recalibrate(sub, data.batches(bn_set), d.device)
-        res = evaluate_arrays(sub, data.batches(monitor), d.device)
+        res = score_path(model, moga_c, data, bn_set, monitor, device=d.device)
         model.train()
         return res
 

@@ -20,6 +20,15 @@ from .supernet import Supernet
 SUPERNET_FILE, SUPERNET_META = "supernet.safetensors", "supernet.json"
 
 
+def score_path(net: Supernet, choices, data, bn_set, val_set, batch_size: int = 250,
+               device=torch.device("cpu")) -> dict:
+    """One path's one-shot accuracy: its BN statistics recomputed on ``bn_set`` (training images),
+    then ``evaluate_arrays`` on ``val_set`` (held-out images), both in-memory parts of ``data``."""
+    sub = net.subnet(choices)
+    recalibrate(sub, data.batches(bn_set, batch_size), device)
+    return evaluate_arrays(sub, data.batches(val_set, batch_size), device)
+
+
 def supernet_meta(path: str | Path) -> dict:
     """The metadata of a ``train-supernet`` run (form, data split, recipe) from its folder or a file in
     it, readable while the run is still training."""
@@ -95,9 +104,7 @@ class SupernetAccuracy(AccuracySource):
     def score(self, choices) -> float:
         key = tuple(int(c) for c in choices)
         if key not in self.cache:
-            net = self.net.subnet(key)
-            recalibrate(net, self.data.batches(self.bn, self.batch_size))
-            self.cache[key] = evaluate_arrays(net, self.data.batches(self.val, self.batch_size))["top1"]
+            self.cache[key] = score_path(self.net, key, self.data, self.bn, self.val, self.batch_size)["top1"]
         return self.cache[key]
 
     def __call__(self, X):
