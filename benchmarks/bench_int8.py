@@ -2,7 +2,7 @@
 10,000 CIFAR-10 test images, for every CIFAR-10 entry of weights/manifest.json.
 
     python benchmarks/bench_int8.py --cifar10 ../shared/data/cifar10-jpeg.zip \\
-        [--calib-images 400] [--models moga_c ...] [--report benchmarks/results/int8_cifar10.json]
+        [--calib-images 400] [--models moga_c ...] [--layer-stats] [--report benchmarks/results/int8_cifar10.json]
 
 int8 is calibrated on ``--calib-images`` training images (class-balanced, seeded; every 4th held out
 to verify the file, as ``moga-export`` does) written losslessly to a temporary folder; the three
@@ -11,10 +11,13 @@ runs are scored by ``moga-eval``'s code path, and top-1 agreement is counted ima
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ from moga_zoo.data import datasets  # noqa: E402
 from moga_zoo.data.loader import balanced_holdout, decode_sample  # noqa: E402
 from moga_zoo.evaluate import evaluate_source  # noqa: E402
 from moga_zoo.export import export  # noqa: E402
+from moga_zoo.export.common import load_images  # noqa: E402
+from moga_zoo.export.keras import keras_from_torch  # noqa: E402
 from moga_zoo.files import write_text_atomic  # noqa: E402
 from moga_zoo.train.manifest import read_manifest  # noqa: E402
 
@@ -37,6 +42,34 @@ def write_calibration(cifar10, n: int, folder: Path) -> Path:
     for i in take:
         decode_sample(ds.samples[i]).save(folder / f"{i:05d}_{ds.classes[labels[i]]}.png")
     return folder
+
+
+def layer_error(net, calib: Path) -> dict:
+    """Per-tensor int8 error of ``net``'s full-int8 conversion on the calibration images, by
+    TensorFlow's QuantizationDebugger: RMSE over the quantization step (scale). Pure rounding
+    gives 1/sqrt(12) = 0.29; a tensor far above that is one whose range int8 does not cover."""
+    import tensorflow as tf
+
+    x = load_images(calib, net.pretrained_cfg.preprocess).x.transpose(0, 2, 3, 1)
+
+    def dataset():
+        for img in x:
+            yield [img[None]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras_from_torch(net, batch_size=1))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # Keras's signature, TF's notices
+        warnings.simplefilter("ignore")
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
+        debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    buf.seek(0)
+    stats = sorted(((float(r["mean_squared_error"]) ** 0.5 / float(r["scale"]), r["op_name"], r["tensor_name"])
+                    for r in csv.DictReader(buf) if float(r["scale"]) > 0), reverse=True)
+    return {"tensors": len(stats), "median_rmse_over_scale": round(float(np.median([s[0] for s in stats])), 3),
+            "worst": [{"rmse_over_scale": round(e, 3), "op": op, "tensor": t.split(";")[0]} for e, op, t in stats[:5]]}
 
 
 def top1_column(path: Path) -> dict[str, str]:
@@ -52,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*", help="default: every CIFAR-10 entry of the manifest")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--report", default="benchmarks/results/int8_cifar10.json")
+    ap.add_argument("--layer-stats", action="store_true",
+                    help="also measure every tensor's int8 error (TensorFlow's QuantizationDebugger)")
     args = ap.parse_args(argv)
     entries = [e for e in read_manifest() if e["form"] == "cifar10" and (not args.models or e["model"] in args.models)]
     if not entries:
@@ -80,6 +115,11 @@ def main(argv=None) -> int:
                 row[f"{label}_top1"], row[f"{label}_top5"], row["images"] = round(res.top1, 2), round(res.top5, 2), res.n
                 preds[label] = top1_column(pred)
                 print(f"{e['model']} {label}: top-1 {res.top1:.2f}% top-5 {res.top5:.2f}%", file=sys.stderr)
+            if args.layer_stats:
+                row["int8_layer_error"] = layer_error(net, calib)
+                worst = row["int8_layer_error"]["worst"][0]
+                print(f"{e['model']} int8 RMSE/scale: median {row['int8_layer_error']['median_rmse_over_scale']}, "
+                      f"worst {worst['rmse_over_scale']} ({worst['op']} {worst['tensor']})", file=sys.stderr)
             for a, b in (("tflite_int8", "tflite_fp32"), ("tflite_fp32", "torch")):
                 same = sum(preds[a][k] == preds[b].get(k) for k in preds[a])
                 row[f"agree_{a}_vs_{b}"] = round(100 * same / len(preds[a]), 2)
