@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -20,14 +20,16 @@ def atomic_path(final: str | Path):
     """Yield a temporary path beside ``final``; it becomes ``final`` only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-    os.close(fd)
+    # the name is fixed before the file exists, so a Ctrl-C landing while it is being created
+    # (mkstemp would not have returned its name yet) still finds it to delete
+    tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # the temporary is private until it is complete
         os.replace(tmp, final)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_parts(folder: str | Path) -> list[str]:

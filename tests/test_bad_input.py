@@ -198,6 +198,25 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in loud.stderr
 
 
+def test_ctrl_c_while_the_temporary_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """A Ctrl-C landing just after the temporary file appears on disk (before its name is handed
+    back) is the race the subprocess test below hit under load: it must not leave a .part."""
+    import os
+
+    from moga_zoo import files
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kw):
+        os.close(real_open(*args, **kw))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with files.atomic_path(tmp_path / "model.tflite") as tmp:
+            tmp.write_bytes(b"never reached")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_during_tflite_verification_leaves_no_artifact(tmp_path, imagenet_sample):
     """SIGINT while the converted file is being verified: exit 130, one line, and neither the
     unverified .tflite nor its sidecar (nor a .part) is left as if the export had completed."""

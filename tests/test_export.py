@@ -23,7 +23,7 @@ def test_onnx_moga_a_is_slim_checked_and_carries_metadata(tmp_path):
     path = tmp_path / "moga_a.onnx"
     umask = os.umask(0)
     os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary's 0600
     m = onnx.load(str(path))
     onnx.checker.check_model(m, full_check=True)
     ops = {n.op_type for n in m.graph.node}
