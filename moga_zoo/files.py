@@ -23,13 +23,19 @@ def atomic_path(final: str | Path):
     # the name is fixed before the file exists, so a Ctrl-C landing while it is being created
     # (mkstemp would not have returned its name yet) still finds it to delete
     tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.part"
+    ours = True
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another writer's temporary (a 1-in-2**48 draw): not ours to delete
+            ours = False
+            raise
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # the temporary is private until it is complete
         os.replace(tmp, final)
     finally:
-        tmp.unlink(missing_ok=True)
+        if ours:
+            tmp.unlink(missing_ok=True)
 
 
 def remove_stale_parts(folder: str | Path) -> list[str]:

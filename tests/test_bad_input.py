@@ -198,9 +198,10 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in loud.stderr
 
 
-def test_ctrl_c_while_the_temporary_is_created_leaves_nothing(tmp_path, monkeypatch):
+def test_atomic_write_deletes_its_own_temporary_and_only_its_own(tmp_path, monkeypatch):
     """A Ctrl-C landing just after the temporary file appears on disk (before its name is handed
-    back) is the race the subprocess test below hit under load: it must not leave a .part."""
+    back) is the race the subprocess test below hit under load: it must not leave a .part. A
+    temporary of the same name made by another writer is not ours to delete."""
     import os
 
     from moga_zoo import files
@@ -215,6 +216,14 @@ def test_ctrl_c_while_the_temporary_is_created_leaves_nothing(tmp_path, monkeypa
         with files.atomic_path(tmp_path / "model.tflite") as tmp:
             tmp.write_bytes(b"never reached")
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(files.secrets, "token_hex", lambda n: "same")  # another writer drew the same name
+    other = tmp_path / ".model.tflite.same.part"
+    other.write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        with files.atomic_path(tmp_path / "model.tflite"):
+            pass
+    assert other.read_bytes() == b"theirs" and not (tmp_path / "model.tflite").exists()
 
 
 def test_ctrl_c_during_tflite_verification_leaves_no_artifact(tmp_path, imagenet_sample):
