@@ -31,6 +31,7 @@ from moga_zoo.evaluate import evaluate_source  # noqa: E402
 from moga_zoo.export import export  # noqa: E402
 from moga_zoo.export.common import load_images  # noqa: E402
 from moga_zoo.export.keras import keras_from_torch  # noqa: E402
+from moga_zoo.export.tflite import converter  # noqa: E402
 from moga_zoo.files import write_text_atomic  # noqa: E402
 from moga_zoo.train.manifest import read_manifest  # noqa: E402
 
@@ -50,18 +51,13 @@ def layer_error(net, calib: Path) -> dict:
     gives 1/sqrt(12) = 0.29; a tensor far above that is one whose range int8 does not cover."""
     import tensorflow as tf
 
-    x = load_images(calib, net.pretrained_cfg.preprocess).x.transpose(0, 2, 3, 1)
-
-    def dataset():
-        for img in x:
-            yield [img[None]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras_from_torch(net, batch_size=1))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = dataset
+    images = load_images(calib, net.pretrained_cfg.preprocess).x
+    conv = converter(keras_from_torch(net, batch_size=1), "int8", images)  # set up as moga-export's
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # Keras's signature, TF's notices
         warnings.simplefilter("ignore")
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
+        # debugged on the converter's own generator of the calibration images
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=conv,
+                                                             debug_dataset=conv.representative_dataset)
         debugger.run()
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)

@@ -20,7 +20,8 @@ QUANTIZE = (None, "fp16", "int8")
 FP32_TOLERANCE = 1e-4
 
 
-def convert(keras_model, quantize: str | None = None, calib_nchw: np.ndarray | None = None) -> bytes:
+def converter(keras_model, quantize: str | None = None, calib_nchw: np.ndarray | None = None):
+    """The TFLite converter as moga-export sets it up (also what an int8 per-layer check debugs)."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
@@ -41,6 +42,11 @@ def convert(keras_model, quantize: str | None = None, calib_nchw: np.ndarray | N
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
+    return conv
+
+
+def convert(keras_model, quantize: str | None = None, calib_nchw: np.ndarray | None = None) -> bytes:
+    conv = converter(keras_model, quantize, calib_nchw)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # Keras prints its signature
         # int8 inputs' scale and zero point come from the representative set; the converter's
         # warning about missing input statistics concerns the TF1 path only
